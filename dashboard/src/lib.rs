@@ -1,1 +1,1 @@
-//! tmp
+//! dashboard (placeholder; see the crate description).

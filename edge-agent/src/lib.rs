@@ -1,1 +1,1 @@
-//! tmp
+//! edge-agent (placeholder; see the crate description).

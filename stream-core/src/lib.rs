@@ -1,1 +1,1 @@
-//! tmp
+//! stream-core (placeholder; see the crate description).

@@ -1,0 +1,195 @@
+//! The MQTT payload codec: JSON with hard limits, classified refusals, per-reading validation.
+//!
+//! Wire form (one shape for one reading or many; schema in `docs/telemetry.schema.json`):
+//! ```json
+//! {"v":1,"readings":[{"device":"d1","site":"s1","district":"central","boot":1,"seq":0,
+//!   "ts_ms":1475568000000,"data":{"type":"parking_change","occupied":true,"field_ut":48.5}}]}
+//! ```
+//! [`decode`] works in two stages so bad input never takes good data down with it:
+//! 1. the message as a whole — size, a single pass over the bytes for nesting depth and bare
+//!    `NaN`/`Infinity` tokens, JSON syntax, `v`, the batch limit. A failure here refuses the message.
+//! 2. each reading on its own — fields, types, identifiers, physical ranges, timestamps. A failure here
+//!    refuses that reading only; the others are returned.
+
+use crate::reading::Reading;
+use crate::reject::RejectReason;
+use crate::validate::{Limits, check_reading};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A refused message or reading: the stable reason, a human-readable detail, and for a reading its
+/// index in the batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Rejection {
+    /// Stable reason name for counters.
+    pub reason: RejectReason,
+    /// What exactly was wrong (field name, serde message); never contains the payload itself.
+    pub detail: String,
+    /// Index of the refused reading in `readings`, `None` when the whole message was refused.
+    pub index: Option<usize>,
+}
+
+impl Rejection {
+    fn whole(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Rejection { reason, detail: detail.into(), index: None }
+    }
+}
+
+/// The result of decoding one message whose envelope was acceptable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    /// Readings that passed every check, in message order.
+    pub readings: Vec<Reading>,
+    /// Readings that were refused, each with its index.
+    pub rejected: Vec<Rejection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireIn<'a> {
+    v: u8,
+    #[serde(borrow)]
+    readings: Vec<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u8,
+    readings: &'a [Reading],
+}
+
+/// Encodes readings as one message (`{"v":1,"readings":[...]}`).
+///
+/// Validation is the caller's job: a NaN would be written as `null` by serde_json and refused by the
+/// receiver as `wrong_type`.
+pub fn encode(readings: &[Reading]) -> Vec<u8> {
+    // Serialising plain structs into a Vec cannot fail.
+    serde_json::to_vec(&WireOut { v: crate::PROTOCOL_VERSION, readings }).unwrap_or_default()
+}
+
+/// Decodes and validates one message received at `now_ms` (UTC epoch ms, for the future-skew check).
+///
+/// # Errors
+/// A whole-message [`Rejection`] (`too_large`, `too_deep`, `non_finite`, `malformed_json`, `not_object`,
+/// `missing_field`, `wrong_type`, `unknown_field`, `unsupported_version`, `empty_batch`,
+/// `too_many_readings`). Per-reading refusals are in [`Decoded::rejected`] instead.
+pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rejection> {
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(Rejection::whole(
+            RejectReason::TooLarge,
+            format!("{} bytes > limit {}", bytes.len(), limits.max_payload_bytes),
+        ));
+    }
+    scan(bytes, limits.max_depth)?;
+    let wire: WireIn<'_> = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;
+    if wire.v != crate::PROTOCOL_VERSION {
+        return Err(Rejection::whole(RejectReason::UnsupportedVersion, format!("v = {}", wire.v)));
+    }
+    if wire.readings.is_empty() {
+        return Err(Rejection::whole(RejectReason::EmptyBatch, "readings is empty"));
+    }
+    if wire.readings.len() > limits.max_readings_per_batch {
+        return Err(Rejection::whole(
+            RejectReason::TooManyReadings,
+            format!("{} readings > limit {}", wire.readings.len(), limits.max_readings_per_batch),
+        ));
+    }
+    let mut out = Decoded { readings: Vec::with_capacity(wire.readings.len()), rejected: Vec::new() };
+    for (i, raw) in wire.readings.iter().enumerate() {
+        match decode_reading(raw.get(), limits, now_ms) {
+            Ok(r) => out.readings.push(r),
+            Err(mut rej) => {
+                rej.index = Some(i);
+                out.rejected.push(rej);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes and validates a single reading object.
+///
+/// # Errors
+/// The reading's [`Rejection`] (with `index: None`).
+pub fn decode_reading(json: &str, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
+    let r: Reading = serde_json::from_str(json).map_err(|e| classify(&e, None))?;
+    check_reading(&r, now_ms, limits).map_err(|e| Rejection::whole(e.reason, e.field))?;
+    Ok(r)
+}
+
+/// One pass over the bytes: nesting depth, first significant byte, and bare non-finite tokens.
+fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut first = None;
+    for &b in bytes {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if first.is_none() && !b.is_ascii_whitespace() {
+            first = Some(b);
+            if b != b'{' {
+                // Still tell NaN/Infinity apart from other non-objects below.
+                if b == b'N' || b == b'I' || b == b'-' {
+                    continue;
+                }
+                return Err(Rejection::whole(RejectReason::NotObject, "top level is not an object"));
+            }
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(Rejection::whole(
+                        RejectReason::TooDeep,
+                        format!("nesting deeper than {max_depth}"),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            // JSON has no bare token starting with a capital letter: `NaN`, `Infinity`, `-Infinity`.
+            b'N' | b'I' => {
+                return Err(Rejection::whole(RejectReason::NonFinite, "bare NaN/Infinity token"));
+            }
+            _ => {}
+        }
+    }
+    if first != Some(b'{') {
+        return Err(Rejection::whole(RejectReason::NotObject, "top level is not an object"));
+    }
+    Ok(())
+}
+
+/// Maps a serde_json error to a stable reason. Identifier checks in [`crate::ids`] prefix their
+/// messages with `[reason]`.
+fn classify(e: &serde_json::Error, index: Option<usize>) -> Rejection {
+    let msg = e.to_string();
+    let reason = if let Some(rest) = msg.strip_prefix('[') {
+        rest.split(']').next().and_then(RejectReason::from_name).unwrap_or(RejectReason::WrongType)
+    } else if msg.starts_with("missing field") {
+        RejectReason::MissingField
+    } else if msg.starts_with("unknown field") {
+        RejectReason::UnknownField
+    } else if msg.starts_with("unknown variant") {
+        RejectReason::UnknownType
+    } else if msg.starts_with("invalid value") {
+        RejectReason::OutOfRange
+    } else if msg.starts_with("number out of range") {
+        RejectReason::NonFinite
+    } else if e.is_data() {
+        RejectReason::WrongType
+    } else {
+        RejectReason::MalformedJson
+    };
+    Rejection { reason, detail: msg, index }
+}
