@@ -19,6 +19,7 @@
 //! - [`frame`]: the binary uplink frame (device → gateway) with CRC and COBS framing.
 //! - `json` (std): the MQTT payload codec with size, depth and batch limits.
 //! - `topic` (std): versioned MQTT topics, builders and a strict parser.
+//! - `mqtt` (std): broker connection settings ([`mqtt::MqttEndpoint`]) shared by every client.
 //! - `registry` (std): the site registry (lots, feeders, devices) loaded from TOML.
 //! - `message` (std): what the stream core publishes: window aggregates, alerts, gateway status.
 //! - `line` (std): InfluxDB line protocol through `influxdb-line-protocol`, with its gaps closed.
@@ -37,6 +38,8 @@ pub mod json;
 pub mod line;
 #[cfg(feature = "std")]
 pub mod message;
+#[cfg(feature = "std")]
+pub mod mqtt;
 #[cfg(feature = "std")]
 pub mod registry;
 #[cfg(feature = "std")]
