@@ -1,1 +1,15 @@
-fn main() {}
+//! `citybrain` binary: parses the command line, starts logging and hands over to [`citybrain::cli::run`].
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = citybrain::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    citybrain::cli::run(cli)
+}
