@@ -45,7 +45,10 @@ impl BrokerConfig {
     /// A non-loopback listen address (the demo broker has no authentication), or zero limits.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !self.listen.ip().is_loopback() {
-            bail!("broker.listen: {} is not a loopback address; the embedded broker is for the demo only", self.listen);
+            bail!(
+                "broker.listen: {} is not a loopback address; the embedded broker is for the demo only",
+                self.listen
+            );
         }
         if self.max_payload_bytes == 0 || self.max_inflight == 0 || self.max_connections == 0 {
             bail!("broker: max_payload_bytes, max_inflight and max_connections must be > 0");

@@ -39,7 +39,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo => {
             let _broker = crate::broker::start_embedded(&cfg.broker)?;
-            println!("CityBrain demo: embedded MQTT broker on {}", cfg.broker.listen);
+            println!(
+                "CityBrain demo: embedded MQTT broker on {}",
+                cfg.broker.listen
+            );
             Ok(())
         }
     }
