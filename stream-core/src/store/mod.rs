@@ -1,0 +1,285 @@
+//! Storage behind one object-safe, blocking trait ([`SeriesStore`]), shared by the stream core (write
+//! side) and the dashboard (read side) as `Arc<dyn SeriesStore>`.
+//!
+//! The embedded implementation is [`SqliteStore`] (one SQLite file in WAL mode). Every write is one
+//! transaction, so a batch of readings is either durable or not written at all: the MQTT ingest
+//! acknowledges messages only after [`SeriesStore::write_readings`] returned `Ok`.
+//!
+//! Errors split into [`StoreError::Unavailable`] (retryable: busy, locked, disk full, I/O) and the rest.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use telemetry::DeviceKind;
+use telemetry::message::{Alert, WindowAggregate};
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Retryable: the database is busy or locked, the disk is full, an I/O error occurred or the server
+    /// is down. Callers back off and retry; the ingest stops acknowledging meanwhile.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The request or the data cannot be stored as is (bad argument, constraint violation); retrying
+    /// will not help.
+    #[error("invalid storage request: {0}")]
+    Invalid(String),
+    /// Anything else (corrupt file, schema newer than this program).
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// True when retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// One data-quality row: per dataset, source and window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityRow {
+    /// `parking` or `grid`.
+    pub dataset: String,
+    /// Device, gateway or site id.
+    pub source: String,
+    /// Window start, UTC epoch ms.
+    pub start_ms: i64,
+    /// Window length, ms.
+    pub window_ms: i64,
+    /// received / expected (capped at 1; 1 when nothing was expected), 0..=1.
+    pub completeness: f64,
+    /// Median ingest lag (ingest time − event time), ms.
+    pub timeliness_p50_ms: f64,
+    /// 95th percentile of the ingest lag, ms.
+    pub timeliness_p95_ms: f64,
+    /// 1 − rejected share of all inputs, 0..=1.
+    pub validity: f64,
+    /// 1 − duplicate share of all accepted inputs, 0..=1.
+    pub uniqueness: f64,
+    /// Share of readings consistent with the registry (e.g. occupancy not above capacity), 0..=1.
+    pub consistency: f64,
+    /// Distinct valid readings received.
+    pub received: u64,
+    /// Readings expected from the registry's report intervals.
+    pub expected: u64,
+    /// Readings refused by validation.
+    pub rejected: u64,
+    /// Duplicate readings dropped.
+    pub duplicates: u64,
+}
+
+/// A query for one aggregate series over a time range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateQuery {
+    /// Device kind.
+    pub kind: DeviceKind,
+    /// `device`, `lot`, `feeder` or `district`.
+    pub scope: String,
+    /// Id within the scope.
+    pub id: String,
+    /// Window length, ms.
+    pub window_ms: i64,
+    /// Range start (inclusive), UTC epoch ms, compared with window starts.
+    pub from_ms: i64,
+    /// Range end (exclusive), UTC epoch ms.
+    pub to_ms: i64,
+}
+
+/// A query for raw readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingQuery {
+    /// Only this device.
+    pub device: Option<String>,
+    /// Only this site (lot or feeder).
+    pub site: Option<String>,
+    /// Range start (inclusive), event time, UTC epoch ms.
+    pub from_ms: i64,
+    /// Range end (exclusive), event time, UTC epoch ms.
+    pub to_ms: i64,
+    /// Most rows returned (the oldest first).
+    pub limit: usize,
+}
+
+/// A query for data-quality rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityQuery {
+    /// Only this dataset (`parking` / `grid`).
+    pub dataset: Option<String>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Range start (inclusive) on window starts, UTC epoch ms.
+    pub from_ms: i64,
+    /// Range end (exclusive), UTC epoch ms.
+    pub to_ms: i64,
+}
+
+/// A refused input kept for inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// When it was refused (receive time), UTC epoch ms.
+    pub ts_ms: i64,
+    /// MQTT topic it arrived on.
+    pub topic: String,
+    /// Source: device id when known, else the topic's device/gateway level, else `unknown`.
+    pub source: String,
+    /// Stable reason name (`RejectReason::as_str`).
+    pub reason: String,
+    /// Human-readable detail (never the payload itself).
+    pub detail: String,
+    /// The payload, capped (the core keeps at most 4 KiB).
+    pub payload: Vec<u8>,
+}
+
+/// Last known state of one device, from its raw readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// Device id.
+    pub device: String,
+    /// Device kind.
+    pub kind: DeviceKind,
+    /// Site (lot or feeder).
+    pub site: String,
+    /// District.
+    pub district: String,
+    /// Newest event time seen, UTC epoch ms.
+    pub last_seen_ms: i64,
+    /// Battery from the newest heartbeat, percent (parking sensors only).
+    pub battery_pct: Option<f64>,
+    /// Highest boot counter seen.
+    pub last_boot: u32,
+}
+
+/// Counts for "nothing lost, nothing counted twice" checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingCounts {
+    /// Rows in the raw readings table.
+    pub rows: u64,
+    /// Distinct `(device, boot, seq)` keys (equal to `rows` by the unique constraint).
+    pub distinct_keys: u64,
+}
+
+/// The storage interface. Blocking; async callers use `tokio::task::spawn_blocking`.
+pub trait SeriesStore: Send + Sync {
+    /// Raw readings, idempotent on (device, boot, seq): a second write of the same key changes nothing.
+    /// `ingest_ms` is the receive time (UTC epoch ms). Returns how many were new. One transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when retryable; nothing was written then.
+    fn write_readings(
+        &self,
+        readings: &[telemetry::Reading],
+        ingest_ms: i64,
+    ) -> Result<usize, StoreError>;
+    /// Idempotent upsert keyed by (kind, scope, id, window_ms, start_ms, version).
+    ///
+    /// # Errors
+    /// As [`SeriesStore::write_readings`].
+    fn upsert_aggregates(&self, rows: &[WindowAggregate]) -> Result<(), StoreError>;
+    /// Appends alert transitions.
+    ///
+    /// # Errors
+    /// As [`SeriesStore::write_readings`].
+    fn write_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError>;
+    /// Upserts quality rows keyed by (dataset, source, window_ms, start_ms).
+    ///
+    /// # Errors
+    /// As [`SeriesStore::write_readings`].
+    fn write_quality(&self, rows: &[QualityRow]) -> Result<(), StoreError>;
+    /// Appends dead letters.
+    ///
+    /// # Errors
+    /// As [`SeriesStore::write_readings`].
+    fn write_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError>;
+    /// Aggregates of one series over [from_ms, to_ms), highest version per window only, ordered by start.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn query_aggregates(&self, q: &AggregateQuery) -> Result<Vec<WindowAggregate>, StoreError>;
+    /// The newest window (highest version) of every series of a kind/scope/window length, optionally
+    /// only windows starting before `before_ms`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn latest_aggregates(
+        &self,
+        kind: DeviceKind,
+        scope: &str,
+        window_ms: i64,
+        before_ms: Option<i64>,
+    ) -> Result<Vec<WindowAggregate>, StoreError>;
+    /// Raw readings of one device or site over a range, ordered by ts_ms (limit applies).
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn query_readings(&self, q: &ReadingQuery) -> Result<Vec<telemetry::Reading>, StoreError>;
+    /// Alert transitions with `ts_ms >= since_ms`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn recent_alerts(&self, since_ms: i64, limit: usize) -> Result<Vec<Alert>, StoreError>;
+    /// Quality rows matching the query, ordered by start, then dataset and source.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn query_quality(&self, q: &QualityQuery) -> Result<Vec<QualityRow>, StoreError>;
+    /// Dead letters with `ts_ms >= since_ms`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn recent_dead_letters(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    /// Last seen, battery, boot per device (from raw readings / heartbeats), ordered by device id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn device_health(&self) -> Result<Vec<DeviceHealth>, StoreError>;
+    /// Counts for "nothing lost, nothing counted twice" checks.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn reading_counts(&self) -> Result<ReadingCounts, StoreError>;
+}
+
+/// Which store to open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite database file (created with its directory if missing; default `data/citybrain.sqlite`).
+    pub sqlite_path: PathBuf,
+    /// How long a writer waits on a locked database before reporting `Unavailable`, ms (default 5,000).
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sqlite_path: PathBuf::from("data/citybrain.sqlite"),
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Opens the store named by the config (runs migrations).
+///
+/// # Errors
+/// [`StoreError`] when the file cannot be created or migrated.
+pub fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn SeriesStore>, StoreError> {
+    if let Some(dir) = cfg.sqlite_path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    Ok(Arc::new(SqliteStore::open_with(
+        &cfg.sqlite_path,
+        cfg.busy_timeout_ms,
+    )?))
+}

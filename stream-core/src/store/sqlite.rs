@@ -1,0 +1,618 @@
+//! [`SqliteStore`]: the embedded store, one SQLite file in WAL mode.
+//!
+//! Schema (migrations keyed by `PRAGMA user_version`):
+//! - `readings`: one row per `(device, boot, seq)` (unique), the reading as JSON plus indexed columns.
+//! - `devices`: last seen / battery / boot per device, maintained in the same transaction as `readings`.
+//! - `aggregates`: primary key `(kind, scope, id, window_ms, start_ms, version)`, metrics as JSON.
+//! - `alerts`, `dead_letters`: append-only logs.
+//! - `quality`: primary key `(dataset, source, window_ms, start_ms)`.
+//!
+//! Two connections: a writer and a reader (WAL lets readers run beside the writer), each behind a mutex.
+
+use super::{
+    AggregateQuery, DeadLetter, DeviceHealth, QualityQuery, QualityRow, ReadingCounts,
+    ReadingQuery, SeriesStore, StoreError,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use telemetry::message::{Alert, AlertState, WindowAggregate};
+use telemetry::{DeviceKind, Measurement, Reading};
+
+const MIGRATIONS: &[&str] = &[
+    // v1
+    "CREATE TABLE readings (
+        device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+        site TEXT NOT NULL, district TEXT NOT NULL, kind TEXT NOT NULL, type TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL, ingest_ms INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (device, boot, seq)) WITHOUT ROWID;
+     CREATE INDEX readings_device_ts ON readings (device, ts_ms);
+     CREATE INDEX readings_site_ts ON readings (site, ts_ms);
+     CREATE INDEX readings_ts ON readings (ts_ms);
+     CREATE TABLE devices (
+        device TEXT PRIMARY KEY, kind TEXT NOT NULL, site TEXT NOT NULL, district TEXT NOT NULL,
+        last_seen_ms INTEGER NOT NULL, battery_pct REAL, battery_ts_ms INTEGER, last_boot INTEGER NOT NULL);
+     CREATE TABLE aggregates (
+        kind TEXT NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, window_ms INTEGER NOT NULL,
+        start_ms INTEGER NOT NULL, version INTEGER NOT NULL, district TEXT NOT NULL, count INTEGER NOT NULL,
+        metrics TEXT NOT NULL,
+        PRIMARY KEY (kind, scope, id, window_ms, start_ms, version)) WITHOUT ROWID;
+     CREATE INDEX aggregates_latest ON aggregates (kind, scope, window_ms, start_ms);
+     CREATE TABLE alerts (
+        n INTEGER PRIMARY KEY AUTOINCREMENT, alert TEXT NOT NULL, state TEXT NOT NULL,
+        district TEXT NOT NULL, site TEXT NOT NULL, ts_ms INTEGER NOT NULL, value REAL NOT NULL,
+        message TEXT NOT NULL);
+     CREATE INDEX alerts_ts ON alerts (ts_ms);
+     CREATE TABLE quality (
+        dataset TEXT NOT NULL, source TEXT NOT NULL, start_ms INTEGER NOT NULL, window_ms INTEGER NOT NULL,
+        completeness REAL NOT NULL, timeliness_p50_ms REAL NOT NULL, timeliness_p95_ms REAL NOT NULL,
+        validity REAL NOT NULL, uniqueness REAL NOT NULL, consistency REAL NOT NULL,
+        received INTEGER NOT NULL, expected INTEGER NOT NULL, rejected INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL,
+        PRIMARY KEY (dataset, source, window_ms, start_ms)) WITHOUT ROWID;
+     CREATE INDEX quality_start ON quality (start_ms);
+     CREATE TABLE dead_letters (
+        n INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, topic TEXT NOT NULL,
+        source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL);
+     CREATE INDEX dead_letters_ts ON dead_letters (ts_ms);",
+];
+
+/// The embedded SQLite store. Cheap to share as `Arc<dyn SeriesStore>`.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    /// Separate read connection for files (WAL readers do not wait for the writer); `None` in memory.
+    reader: Option<Mutex<Connection>>,
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::ReadOnly => StoreError::Unavailable(e.to_string()),
+            ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch => {
+                StoreError::Invalid(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        },
+        rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterName(_) => {
+            StoreError::Invalid(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves the connection usable (SQLite rolls back open transactions
+    // when they are dropped), so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn kind_of(s: &str) -> DeviceKind {
+    DeviceKind::parse(s).unwrap_or(DeviceKind::Parking)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) a database file, sets WAL and runs migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened; [`StoreError::Other`] when the schema
+    /// is newer than this program.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, 5_000)
+    }
+
+    /// As [`SqliteStore::open`] with a busy timeout in ms.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_with(path: &Path, busy_timeout_ms: u64) -> Result<Self, StoreError> {
+        let w = Connection::open(path).map_err(map_err)?;
+        w.busy_timeout(Duration::from_millis(busy_timeout_ms))
+            .map_err(map_err)?;
+        w.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        // WAL + NORMAL: a commit survives a process crash; only a power loss may lose the last commits.
+        w.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+        migrate(&w)?;
+        let r = Connection::open(path).map_err(map_err)?;
+        r.busy_timeout(Duration::from_millis(busy_timeout_ms))
+            .map_err(map_err)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(w),
+            reader: Some(Mutex::new(r)),
+        })
+    }
+
+    /// An in-memory database (tests, benchmarks).
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let w = Connection::open_in_memory().map_err(map_err)?;
+        migrate(&w)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(w),
+            reader: None,
+        })
+    }
+
+    /// The schema version after migrations (`PRAGMA user_version`).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        lock(&self.writer)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(map_err)
+    }
+
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        lock(self.reader.as_ref().unwrap_or(&self.writer))
+    }
+}
+
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let v: usize = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if v > MIGRATIONS.len() {
+        return Err(StoreError::Other(format!(
+            "database schema version {v} is newer than this program ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(v) {
+        let tx = c.unchecked_transaction().map_err(map_err)?;
+        tx.execute_batch(m).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn row_to_aggregate(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WindowAggregate, String)> {
+    let kind: String = r.get(0)?;
+    let metrics: String = r.get(8)?;
+    Ok((
+        WindowAggregate {
+            kind: kind_of(&kind),
+            scope: r.get(1)?,
+            id: r.get(2)?,
+            window_ms: r.get(3)?,
+            start_ms: r.get(4)?,
+            version: r.get(5)?,
+            district: r.get(6)?,
+            count: r.get::<_, i64>(7)?.max(0) as u64,
+            metrics: Default::default(),
+        },
+        metrics,
+    ))
+}
+
+fn finish_aggregates(
+    rows: Vec<(WindowAggregate, String)>,
+) -> Result<Vec<WindowAggregate>, StoreError> {
+    rows.into_iter()
+        .map(|(mut a, m)| {
+            a.metrics = serde_json::from_str(&m)
+                .map_err(|e| StoreError::Other(format!("metrics JSON: {e}")))?;
+            Ok(a)
+        })
+        .collect()
+}
+
+const AGG_COLS: &str = "kind, scope, id, window_ms, start_ms, version, district, count, metrics";
+
+impl SeriesStore for SqliteStore {
+    fn write_readings(&self, readings: &[Reading], ingest_ms: i64) -> Result<usize, StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        let mut new = 0;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO readings (device, boot, seq, site, district, kind, type, ts_ms, ingest_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(map_err)?;
+            let mut dev = tx
+                .prepare_cached(
+                    "INSERT INTO devices (device, kind, site, district, last_seen_ms, battery_pct, battery_ts_ms, last_boot)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (device) DO UPDATE SET
+                       kind = excluded.kind, site = excluded.site, district = excluded.district,
+                       last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+                       battery_pct = CASE WHEN excluded.battery_ts_ms IS NOT NULL
+                            AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
+                            THEN excluded.battery_pct ELSE battery_pct END,
+                       battery_ts_ms = CASE WHEN excluded.battery_ts_ms IS NOT NULL
+                            AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
+                            THEN excluded.battery_ts_ms ELSE battery_ts_ms END,
+                       last_boot = max(last_boot, excluded.last_boot)",
+                )
+                .map_err(map_err)?;
+            for r in readings {
+                let body =
+                    serde_json::to_string(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let n = ins
+                    .execute(params![
+                        r.device.as_str(),
+                        r.boot,
+                        r.seq,
+                        r.site.as_str(),
+                        r.district.as_str(),
+                        r.kind().as_str(),
+                        r.data.type_name(),
+                        r.ts_ms,
+                        ingest_ms,
+                        body
+                    ])
+                    .map_err(map_err)?;
+                if n == 0 {
+                    continue;
+                }
+                new += 1;
+                let (bat, bat_ts) = match &r.data {
+                    Measurement::ParkingHeartbeat(h) => {
+                        (Some(f64::from(h.battery_pct)), Some(r.ts_ms))
+                    }
+                    _ => (None, None),
+                };
+                dev.execute(params![
+                    r.device.as_str(),
+                    r.kind().as_str(),
+                    r.site.as_str(),
+                    r.district.as_str(),
+                    r.ts_ms,
+                    bat,
+                    bat_ts,
+                    r.boot
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(new)
+    }
+
+    fn upsert_aggregates(&self, rows: &[WindowAggregate]) -> Result<(), StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        {
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO aggregates ({AGG_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ))
+                .map_err(map_err)?;
+            for a in rows {
+                let m = serde_json::to_string(&a.metrics)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                st.execute(params![
+                    a.kind.as_str(),
+                    a.scope,
+                    a.id,
+                    a.window_ms,
+                    a.start_ms,
+                    a.version,
+                    a.district,
+                    to_i64(a.count),
+                    m
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn write_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO alerts (alert, state, district, site, ts_ms, value, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(map_err)?;
+            for a in alerts {
+                let state = match a.state {
+                    AlertState::Raised => "raised",
+                    AlertState::Cleared => "cleared",
+                };
+                st.execute(params![
+                    a.alert, state, a.district, a.site, a.ts_ms, a.value, a.message
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn write_quality(&self, rows: &[QualityRow]) -> Result<(), StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO quality (dataset, source, start_ms, window_ms, completeness,
+                       timeliness_p50_ms, timeliness_p95_ms, validity, uniqueness, consistency,
+                       received, expected, rejected, duplicates)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(map_err)?;
+            for q in rows {
+                st.execute(params![
+                    q.dataset,
+                    q.source,
+                    q.start_ms,
+                    q.window_ms,
+                    q.completeness,
+                    q.timeliness_p50_ms,
+                    q.timeliness_p95_ms,
+                    q.validity,
+                    q.uniqueness,
+                    q.consistency,
+                    to_i64(q.received),
+                    to_i64(q.expected),
+                    to_i64(q.rejected),
+                    to_i64(q.duplicates)
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn write_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO dead_letters (ts_ms, topic, source, reason, detail, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(map_err)?;
+            for d in rows {
+                st.execute(params![
+                    d.ts_ms, d.topic, d.source, d.reason, d.detail, d.payload
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn query_aggregates(&self, q: &AggregateQuery) -> Result<Vec<WindowAggregate>, StoreError> {
+        let c = self.read();
+        let mut st = c
+            .prepare_cached(&format!(
+                "SELECT {AGG_COLS} FROM aggregates a
+                 WHERE kind = ?1 AND scope = ?2 AND id = ?3 AND window_ms = ?4 AND start_ms >= ?5 AND start_ms < ?6
+                   AND version = (SELECT max(version) FROM aggregates b WHERE b.kind = a.kind AND b.scope = a.scope
+                       AND b.id = a.id AND b.window_ms = a.window_ms AND b.start_ms = a.start_ms)
+                 ORDER BY start_ms"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.kind.as_str(),
+                    q.scope,
+                    q.id,
+                    q.window_ms,
+                    q.from_ms,
+                    q.to_ms
+                ],
+                row_to_aggregate,
+            )
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        finish_aggregates(rows)
+    }
+
+    fn latest_aggregates(
+        &self,
+        kind: DeviceKind,
+        scope: &str,
+        window_ms: i64,
+        before_ms: Option<i64>,
+    ) -> Result<Vec<WindowAggregate>, StoreError> {
+        let c = self.read();
+        let before = before_ms.unwrap_or(i64::MAX);
+        let mut st = c
+            .prepare_cached(&format!(
+                "SELECT {AGG_COLS} FROM aggregates a
+                 WHERE kind = ?1 AND scope = ?2 AND window_ms = ?3
+                   AND (start_ms, version) = (SELECT start_ms, version FROM aggregates b
+                       WHERE b.kind = a.kind AND b.scope = a.scope AND b.id = a.id AND b.window_ms = a.window_ms
+                         AND b.start_ms < ?4
+                       ORDER BY start_ms DESC, version DESC LIMIT 1)
+                 ORDER BY id"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![kind.as_str(), scope, window_ms, before],
+                row_to_aggregate,
+            )
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        finish_aggregates(rows)
+    }
+
+    fn query_readings(&self, q: &ReadingQuery) -> Result<Vec<Reading>, StoreError> {
+        let c = self.read();
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let mut st = c
+            .prepare_cached(
+                "SELECT body FROM readings
+                 WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR site = ?2) AND ts_ms >= ?3 AND ts_ms < ?4
+                 ORDER BY ts_ms, device, boot, seq LIMIT ?5",
+            )
+            .map_err(map_err)?;
+        let bodies = st
+            .query_map(params![q.device, q.site, q.from_ms, q.to_ms, limit], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str(b).map_err(|e| StoreError::Other(format!("reading JSON: {e}")))
+            })
+            .collect()
+    }
+
+    fn recent_alerts(&self, since_ms: i64, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let c = self.read();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut st = c
+            .prepare_cached(
+                "SELECT alert, state, district, site, ts_ms, value, message FROM alerts
+                 WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, n DESC LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        st.query_map(params![since_ms, limit], |r| {
+            let state: String = r.get(1)?;
+            Ok(Alert {
+                alert: r.get(0)?,
+                state: if state == "cleared" {
+                    AlertState::Cleared
+                } else {
+                    AlertState::Raised
+                },
+                district: r.get(2)?,
+                site: r.get(3)?,
+                ts_ms: r.get(4)?,
+                value: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })
+        .map_err(map_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_err)
+    }
+
+    fn query_quality(&self, q: &QualityQuery) -> Result<Vec<QualityRow>, StoreError> {
+        let c = self.read();
+        let mut st = c
+            .prepare_cached(
+                "SELECT dataset, source, start_ms, window_ms, completeness, timeliness_p50_ms, timeliness_p95_ms,
+                        validity, uniqueness, consistency, received, expected, rejected, duplicates
+                 FROM quality
+                 WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR source = ?2) AND start_ms >= ?3 AND start_ms < ?4
+                 ORDER BY start_ms, dataset, source, window_ms",
+            )
+            .map_err(map_err)?;
+        st.query_map(params![q.dataset, q.source, q.from_ms, q.to_ms], |r| {
+            Ok(QualityRow {
+                dataset: r.get(0)?,
+                source: r.get(1)?,
+                start_ms: r.get(2)?,
+                window_ms: r.get(3)?,
+                completeness: r.get(4)?,
+                timeliness_p50_ms: r.get(5)?,
+                timeliness_p95_ms: r.get(6)?,
+                validity: r.get(7)?,
+                uniqueness: r.get(8)?,
+                consistency: r.get(9)?,
+                received: r.get::<_, i64>(10)?.max(0) as u64,
+                expected: r.get::<_, i64>(11)?.max(0) as u64,
+                rejected: r.get::<_, i64>(12)?.max(0) as u64,
+                duplicates: r.get::<_, i64>(13)?.max(0) as u64,
+            })
+        })
+        .map_err(map_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_err)
+    }
+
+    fn recent_dead_letters(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let c = self.read();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut st = c
+            .prepare_cached(
+                "SELECT ts_ms, topic, source, reason, detail, payload FROM dead_letters
+                 WHERE ts_ms >= ?1 ORDER BY ts_ms DESC, n DESC LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        st.query_map(params![since_ms, limit], |r| {
+            Ok(DeadLetter {
+                ts_ms: r.get(0)?,
+                topic: r.get(1)?,
+                source: r.get(2)?,
+                reason: r.get(3)?,
+                detail: r.get(4)?,
+                payload: r.get(5)?,
+            })
+        })
+        .map_err(map_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_err)
+    }
+
+    fn device_health(&self) -> Result<Vec<DeviceHealth>, StoreError> {
+        let c = self.read();
+        let mut st = c
+            .prepare_cached(
+                "SELECT device, kind, site, district, last_seen_ms, battery_pct, last_boot FROM devices ORDER BY device",
+            )
+            .map_err(map_err)?;
+        st.query_map([], |r| {
+            let kind: String = r.get(1)?;
+            Ok(DeviceHealth {
+                device: r.get(0)?,
+                kind: kind_of(&kind),
+                site: r.get(2)?,
+                district: r.get(3)?,
+                last_seen_ms: r.get(4)?,
+                battery_pct: r.get(5)?,
+                last_boot: r.get(6)?,
+            })
+        })
+        .map_err(map_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_err)
+    }
+
+    fn reading_counts(&self) -> Result<ReadingCounts, StoreError> {
+        let c = self.read();
+        let (rows, distinct): (i64, i64) = c
+            .query_row(
+                "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT device, boot, seq FROM readings)) FROM readings",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(map_err)?
+            .unwrap_or((0, 0));
+        Ok(ReadingCounts {
+            rows: rows.max(0) as u64,
+            distinct_keys: distinct.max(0) as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
