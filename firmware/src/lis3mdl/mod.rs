@@ -12,7 +12,9 @@ pub mod types;
 
 use embedded_hal::i2c::I2c;
 use registers::{AUTO_INCREMENT, TEMP_LSB_PER_C, TEMP_OFFSET_C, WHO_AM_I_VALUE, addr};
-pub use types::{Config, DataRate, FieldUt, FullScale, OperatingMode, Performance, RawField, Status};
+pub use types::{
+    Config, DataRate, FieldUt, FullScale, OperatingMode, Performance, RawField, Status,
+};
 
 /// LIS3MDL driver error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +39,11 @@ impl<I2C: I2c> Lis3mdl<I2C> {
     /// Takes the bus; no bus traffic. `address` is the 7-bit I2C address
     /// ([`registers::I2C_ADDR_SA1_LOW`] = 0x1C or [`registers::I2C_ADDR_SA1_HIGH`] = 0x1E).
     pub fn new(i2c: I2C, address: u8) -> Self {
-        Lis3mdl { i2c, address, full_scale: FullScale::G4 }
+        Lis3mdl {
+            i2c,
+            address,
+            full_scale: FullScale::G4,
+        }
     }
 
     /// Gives the bus back.
@@ -71,7 +77,14 @@ impl<I2C: I2c> Lis3mdl<I2C> {
     /// [`Error::Bus`].
     pub fn configure(&mut self, config: &Config) -> Result<(), Error<I2C::Error>> {
         let r = config.ctrl_regs();
-        let buf = [addr::CTRL_REG1 | AUTO_INCREMENT, r[0], r[1], r[2], r[3], r[4]];
+        let buf = [
+            addr::CTRL_REG1 | AUTO_INCREMENT,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+        ];
         self.i2c.write(self.address, &buf).map_err(Error::Bus)?;
         self.full_scale = config.full_scale;
         Ok(())
@@ -84,7 +97,9 @@ impl<I2C: I2c> Lis3mdl<I2C> {
     pub fn set_mode(&mut self, mode: OperatingMode) -> Result<(), Error<I2C::Error>> {
         let v = self.read_reg(addr::CTRL_REG3)?;
         let v = (v & !registers::CTRL3_MD_MASK) | mode.bits();
-        self.i2c.write(self.address, &[addr::CTRL_REG3, v]).map_err(Error::Bus)
+        self.i2c
+            .write(self.address, &[addr::CTRL_REG3, v])
+            .map_err(Error::Bus)
     }
 
     /// The full scale last written by [`configure`](Self::configure) (±4 gauss before).
@@ -114,7 +129,9 @@ impl<I2C: I2c> Lis3mdl<I2C> {
     /// [`Error::Bus`].
     pub fn read_raw(&mut self) -> Result<RawField, Error<I2C::Error>> {
         let mut b = [0u8; 6];
-        self.i2c.write_read(self.address, &[addr::OUT_X_L | AUTO_INCREMENT], &mut b).map_err(Error::Bus)?;
+        self.i2c
+            .write_read(self.address, &[addr::OUT_X_L | AUTO_INCREMENT], &mut b)
+            .map_err(Error::Bus)?;
         Ok(RawField {
             x: i16::from_le_bytes([b[0], b[1]]),
             y: i16::from_le_bytes([b[2], b[3]]),
@@ -152,7 +169,9 @@ impl<I2C: I2c> Lis3mdl<I2C> {
 
     fn read_reg(&mut self, reg: u8) -> Result<u8, Error<I2C::Error>> {
         let mut b = [0u8; 1];
-        self.i2c.write_read(self.address, &[reg], &mut b).map_err(Error::Bus)?;
+        self.i2c
+            .write_read(self.address, &[reg], &mut b)
+            .map_err(Error::Bus)?;
         Ok(b[0])
     }
 }

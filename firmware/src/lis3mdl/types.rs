@@ -157,9 +157,14 @@ impl Default for Config {
 impl Config {
     /// CTRL_REG1..CTRL_REG5 values, in address order.
     pub fn ctrl_regs(&self) -> [u8; 5] {
-        let temp = if self.temperature_enabled { CTRL1_TEMP_EN } else { 0 };
-        let ctrl1 =
-            temp | (self.performance.bits() << CTRL1_OM_SHIFT) | (self.data_rate.bits() << CTRL1_DO_SHIFT);
+        let temp = if self.temperature_enabled {
+            CTRL1_TEMP_EN
+        } else {
+            0
+        };
+        let ctrl1 = temp
+            | (self.performance.bits() << CTRL1_OM_SHIFT)
+            | (self.data_rate.bits() << CTRL1_DO_SHIFT);
         let ctrl2 = self.full_scale.bits() << CTRL2_FS_SHIFT;
         let ctrl3 = self.mode.bits();
         let ctrl4 = self.performance.bits() << CTRL4_OMZ_SHIFT;
@@ -209,7 +214,11 @@ impl FieldUt {
     /// Scales a raw sample with the full scale's sensitivity.
     pub fn from_raw(raw: RawField, fs: FullScale) -> Self {
         let k = fs.ut_per_lsb();
-        FieldUt { x_ut: f32::from(raw.x) * k, y_ut: f32::from(raw.y) * k, z_ut: f32::from(raw.z) * k }
+        FieldUt {
+            x_ut: f32::from(raw.x) * k,
+            y_ut: f32::from(raw.y) * k,
+            z_ut: f32::from(raw.z) * k,
+        }
     }
     /// As an array `[x, y, z]`, µT.
     pub const fn as_array(self) -> [f32; 3] {
