@@ -195,7 +195,10 @@ impl Frame {
                 w.u16(h.dropped.min(u32::from(u16::MAX)) as u16);
             }
             Measurement::GridSummary(s) => {
-                w.u16(u16::try_from(s.interval_s).map_err(|_| FrameError::OutOfRange("interval_s"))?);
+                w.u16(
+                    u16::try_from(s.interval_s)
+                        .map_err(|_| FrameError::OutOfRange("interval_s"))?,
+                );
                 w.u16(scale_u16(s.v_rms_v, 100.0, "v_rms_v")?);
                 w.u16(scale_u16(s.v_min_v, 100.0, "v_min_v")?);
                 w.u16(scale_u16(s.v_max_v, 100.0, "v_max_v")?);
@@ -235,7 +238,9 @@ impl Frame {
 /// [`FrameError::Invalid`] when no continuation can (bad version or type, or CRC mismatch).
 pub fn check(buf: &[u8]) -> Result<usize, FrameError> {
     let Some(&b0) = buf.first() else {
-        return Err(FrameError::Incomplete { needed: HEADER_LEN + CRC_LEN });
+        return Err(FrameError::Incomplete {
+            needed: HEADER_LEN + CRC_LEN,
+        });
     };
     if b0 >> 4 != FRAME_VERSION {
         return Err(FrameError::Invalid(InvalidFrame::BadVersion));
@@ -271,8 +276,12 @@ pub fn parse(buf: &[u8]) -> Result<Frame, FrameError> {
 /// As [`check`], and [`InvalidFrame::BadValue`].
 pub fn parse_prefix(buf: &[u8]) -> Result<(Frame, usize), FrameError> {
     let len = check(buf)?;
-    let mut r = Reader { buf: &buf[..len - CRC_LEN], pos: 0 };
-    let ty = FrameType::from_nibble(r.u8() & 0x0F).ok_or(FrameError::Invalid(InvalidFrame::BadType))?;
+    let mut r = Reader {
+        buf: &buf[..len - CRC_LEN],
+        pos: 0,
+    };
+    let ty =
+        FrameType::from_nibble(r.u8() & 0x0F).ok_or(FrameError::Invalid(InvalidFrame::BadType))?;
     let addr = r.u16();
     let boot = r.u16();
     let seq = r.u32();
@@ -321,7 +330,16 @@ pub fn parse_prefix(buf: &[u8]) -> Result<(Frame, usize), FrameError> {
             })
         }
     };
-    Ok((Frame { addr, boot, seq, age_ds, data }, len))
+    Ok((
+        Frame {
+            addr,
+            boot,
+            seq,
+            age_ds,
+            data,
+        },
+        len,
+    ))
 }
 
 /// COBS-encodes `frame` into `out` and appends the `0x00` delimiter; returns the bytes written.
@@ -349,11 +367,19 @@ pub fn cobs_decode(packet: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
 
 fn round_f32(x: f32) -> f32 {
     // `f32::round` is not in `core` for every supported toolchain; half away from zero by hand.
-    if x >= 0.0 { ((x + 0.5) as i64) as f32 } else { ((x - 0.5) as i64) as f32 }
+    if x >= 0.0 {
+        ((x + 0.5) as i64) as f32
+    } else {
+        ((x - 0.5) as i64) as f32
+    }
 }
 
 fn round_f64(x: f64) -> f64 {
-    if x >= 0.0 { ((x + 0.5) as i64) as f64 } else { ((x - 0.5) as i64) as f64 }
+    if x >= 0.0 {
+        ((x + 0.5) as i64) as f64
+    } else {
+        ((x - 0.5) as i64) as f64
+    }
 }
 
 fn scale_u16(v: f32, scale: f32, field: &'static str) -> Result<u16, FrameError> {
@@ -445,7 +471,10 @@ mod tests {
             boot: 3,
             seq: 42,
             age_ds: 5,
-            data: Measurement::ParkingChange(ParkingChange { occupied: true, field_ut: 57.3 }),
+            data: Measurement::ParkingChange(ParkingChange {
+                occupied: true,
+                field_ut: 57.3,
+            }),
         }
     }
 
@@ -455,7 +484,12 @@ mod tests {
         let n = change().encode(&mut buf).unwrap();
         assert_eq!(n, 16);
         // Hand-built: 0x11, addr 34 12, boot 03 00, seq 2a 00 00 00, age 05 00, flags 01, 573 = 0x023d.
-        assert_eq!(&buf[..14], &[0x11, 0x34, 0x12, 0x03, 0x00, 0x2a, 0, 0, 0, 0x05, 0x00, 0x01, 0x3d, 0x02]);
+        assert_eq!(
+            &buf[..14],
+            &[
+                0x11, 0x34, 0x12, 0x03, 0x00, 0x2a, 0, 0, 0, 0x05, 0x00, 0x01, 0x3d, 0x02
+            ]
+        );
         let crc = CRC.checksum(&buf[..14]).to_le_bytes();
         assert_eq!(&buf[14..16], &crc);
         assert_eq!(parse(&buf[..n]).unwrap(), change());
@@ -473,18 +507,37 @@ mod tests {
         let n = change().encode(&mut buf).unwrap();
         for cut in 0..n {
             let want = if cut == 0 { HEADER_LEN + CRC_LEN } else { 16 };
-            assert_eq!(check(&buf[..cut]), Err(FrameError::Incomplete { needed: want }), "cut {cut}");
+            assert_eq!(
+                check(&buf[..cut]),
+                Err(FrameError::Incomplete { needed: want }),
+                "cut {cut}"
+            );
         }
         let mut bad = buf;
         bad[12] ^= 0x01;
-        assert_eq!(check(&bad[..n]), Err(FrameError::Invalid(InvalidFrame::BadCrc)));
-        assert_eq!(FrameError::Invalid(InvalidFrame::BadCrc).reason(), RejectReason::BadCrc);
+        assert_eq!(
+            check(&bad[..n]),
+            Err(FrameError::Invalid(InvalidFrame::BadCrc))
+        );
+        assert_eq!(
+            FrameError::Invalid(InvalidFrame::BadCrc).reason(),
+            RejectReason::BadCrc
+        );
         bad = buf;
         bad[0] = 0x21;
-        assert_eq!(check(&bad[..n]), Err(FrameError::Invalid(InvalidFrame::BadVersion)));
+        assert_eq!(
+            check(&bad[..n]),
+            Err(FrameError::Invalid(InvalidFrame::BadVersion))
+        );
         bad[0] = 0x1F;
-        assert_eq!(check(&bad[..n]), Err(FrameError::Invalid(InvalidFrame::BadType)));
-        assert_eq!(parse(&buf[..n + 1]), Err(FrameError::Invalid(InvalidFrame::TooLong)));
+        assert_eq!(
+            check(&bad[..n]),
+            Err(FrameError::Invalid(InvalidFrame::BadType))
+        );
+        assert_eq!(
+            parse(&buf[..n + 1]),
+            Err(FrameError::Invalid(InvalidFrame::TooLong))
+        );
     }
 
     #[test]
@@ -512,15 +565,27 @@ mod tests {
         assert_eq!(n, 39);
         let back = parse(&buf[..n]).unwrap();
         assert_eq!(back, f);
-        assert_eq!(back.event_time_ms(1_000_000), (1_000_000, TimeSource::Gateway));
+        assert_eq!(
+            back.event_time_ms(1_000_000),
+            (1_000_000, TimeSource::Gateway)
+        );
     }
 
     #[test]
     fn out_of_range_is_an_error_not_a_panic() {
         let mut f = change();
-        f.data = Measurement::ParkingChange(ParkingChange { occupied: false, field_ut: f32::NAN });
-        assert_eq!(f.encode(&mut [0u8; 64]), Err(FrameError::OutOfRange("field_ut")));
-        assert_eq!(change().encode(&mut [0u8; 15]), Err(FrameError::BufferTooSmall));
+        f.data = Measurement::ParkingChange(ParkingChange {
+            occupied: false,
+            field_ut: f32::NAN,
+        });
+        assert_eq!(
+            f.encode(&mut [0u8; 64]),
+            Err(FrameError::OutOfRange("field_ut"))
+        );
+        assert_eq!(
+            change().encode(&mut [0u8; 15]),
+            Err(FrameError::BufferTooSmall)
+        );
     }
 
     #[test]
@@ -534,6 +599,9 @@ mod tests {
         let mut dec = [0u8; MAX_FRAME_LEN];
         let k = cobs_decode(&enc[..m - 1], &mut dec).unwrap();
         assert_eq!(&dec[..k], &raw[..n]);
-        assert_eq!(cobs_decode(&[0x05, 1, 2], &mut dec), Err(FrameError::Invalid(InvalidFrame::BadCobs)));
+        assert_eq!(
+            cobs_decode(&[0x05, 1, 2], &mut dec),
+            Err(FrameError::Invalid(InvalidFrame::BadCobs))
+        );
     }
 }

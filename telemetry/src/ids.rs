@@ -41,8 +41,7 @@ pub fn check_id(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_BYTES {
         return Err(IdError::TooLong);
     }
-    if s
-        .chars()
+    if s.chars()
         .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
     {
         return Err(IdError::BadChar);

@@ -32,7 +32,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn whole(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into(), index: None }
+        Rejection {
+            reason,
+            detail: detail.into(),
+            index: None,
+        }
     }
 }
 
@@ -45,10 +49,25 @@ pub struct Decoded {
     pub rejected: Vec<Rejection>,
 }
 
+/// First pass: only the version, other fields ignored, so a message of another version is refused as
+/// `unsupported_version` whatever its shape (and `v: 300` is not an `out_of_range` u8).
+#[derive(Deserialize)]
+struct VersionOnly {
+    /// `None` when absent; an explicit `null` is `Some(Value::Null)` (a wrong type, not a missing field).
+    #[serde(default, deserialize_with = "present")]
+    v: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// Second pass: the v1 envelope, strictly.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireIn<'a> {
-    v: u8,
+    #[allow(dead_code)]
+    v: serde::de::IgnoredAny,
     #[serde(borrow)]
     readings: Vec<&'a RawValue>,
 }
@@ -65,7 +84,11 @@ struct WireOut<'a> {
 /// receiver as `wrong_type`.
 pub fn encode(readings: &[Reading]) -> Vec<u8> {
     // Serialising plain structs into a Vec cannot fail.
-    serde_json::to_vec(&WireOut { v: crate::PROTOCOL_VERSION, readings }).unwrap_or_default()
+    serde_json::to_vec(&WireOut {
+        v: crate::PROTOCOL_VERSION,
+        readings,
+    })
+    .unwrap_or_default()
 }
 
 /// Decodes and validates one message received at `now_ms` (UTC epoch ms, for the future-skew check).
@@ -82,20 +105,50 @@ pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rej
         ));
     }
     scan(bytes, limits.max_depth)?;
-    let wire: WireIn<'_> = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;
-    if wire.v != crate::PROTOCOL_VERSION {
-        return Err(Rejection::whole(RejectReason::UnsupportedVersion, format!("v = {}", wire.v)));
+    let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;
+    match version.v {
+        None => {
+            return Err(Rejection::whole(
+                RejectReason::MissingField,
+                "missing field `v`",
+            ));
+        }
+        Some(serde_json::Value::Number(v)) => {
+            if v.as_u64() != Some(u64::from(crate::PROTOCOL_VERSION)) {
+                return Err(Rejection::whole(
+                    RejectReason::UnsupportedVersion,
+                    format!("v = {v}"),
+                ));
+            }
+        }
+        Some(_) => {
+            return Err(Rejection::whole(
+                RejectReason::WrongType,
+                "`v` is not a number",
+            ));
+        }
     }
+    let wire: WireIn<'_> = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;
     if wire.readings.is_empty() {
-        return Err(Rejection::whole(RejectReason::EmptyBatch, "readings is empty"));
+        return Err(Rejection::whole(
+            RejectReason::EmptyBatch,
+            "readings is empty",
+        ));
     }
     if wire.readings.len() > limits.max_readings_per_batch {
         return Err(Rejection::whole(
             RejectReason::TooManyReadings,
-            format!("{} readings > limit {}", wire.readings.len(), limits.max_readings_per_batch),
+            format!(
+                "{} readings > limit {}",
+                wire.readings.len(),
+                limits.max_readings_per_batch
+            ),
         ));
     }
-    let mut out = Decoded { readings: Vec::with_capacity(wire.readings.len()), rejected: Vec::new() };
+    let mut out = Decoded {
+        readings: Vec::with_capacity(wire.readings.len()),
+        rejected: Vec::new(),
+    };
     for (i, raw) in wire.readings.iter().enumerate() {
         match decode_reading(raw.get(), limits, now_ms) {
             Ok(r) => out.readings.push(r),
@@ -138,11 +191,21 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
         if first.is_none() && !b.is_ascii_whitespace() {
             first = Some(b);
             if b != b'{' {
-                // Still tell NaN/Infinity apart from other non-objects below.
-                if b == b'N' || b == b'I' || b == b'-' {
+                // Tell `NaN`/`Infinity` (and `-Infinity`, seen at the next byte) apart from other
+                // non-objects.
+                if b == b'N' || b == b'I' {
+                    return Err(Rejection::whole(
+                        RejectReason::NonFinite,
+                        "bare NaN/Infinity token",
+                    ));
+                }
+                if b == b'-' {
                     continue;
                 }
-                return Err(Rejection::whole(RejectReason::NotObject, "top level is not an object"));
+                return Err(Rejection::whole(
+                    RejectReason::NotObject,
+                    "top level is not an object",
+                ));
             }
         }
         match b {
@@ -159,13 +222,19 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             // JSON has no bare token starting with a capital letter: `NaN`, `Infinity`, `-Infinity`.
             b'N' | b'I' => {
-                return Err(Rejection::whole(RejectReason::NonFinite, "bare NaN/Infinity token"));
+                return Err(Rejection::whole(
+                    RejectReason::NonFinite,
+                    "bare NaN/Infinity token",
+                ));
             }
             _ => {}
         }
     }
     if first != Some(b'{') {
-        return Err(Rejection::whole(RejectReason::NotObject, "top level is not an object"));
+        return Err(Rejection::whole(
+            RejectReason::NotObject,
+            "top level is not an object",
+        ));
     }
     Ok(())
 }
@@ -175,13 +244,25 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
 fn classify(e: &serde_json::Error, index: Option<usize>) -> Rejection {
     let msg = e.to_string();
     let reason = if let Some(rest) = msg.strip_prefix('[') {
-        rest.split(']').next().and_then(RejectReason::from_name).unwrap_or(RejectReason::WrongType)
+        rest.split(']')
+            .next()
+            .and_then(RejectReason::from_name)
+            .unwrap_or(RejectReason::WrongType)
     } else if msg.starts_with("missing field") {
         RejectReason::MissingField
     } else if msg.starts_with("unknown field") {
         RejectReason::UnknownField
     } else if msg.starts_with("unknown variant") {
-        RejectReason::UnknownType
+        // Only the measurement's `type` tag is a type; an unknown value of another enum field (event
+        // kind, time source) is a value outside its domain.
+        if msg.contains("`parking_change`") {
+            RejectReason::UnknownType
+        } else {
+            RejectReason::OutOfRange
+        }
+    } else if msg.starts_with("duplicate field") {
+        // RFC 8259 §4: names SHOULD be unique; parsers differ on which copy wins, so refuse.
+        RejectReason::MalformedJson
     } else if msg.starts_with("invalid value") {
         RejectReason::OutOfRange
     } else if msg.starts_with("number out of range") {
@@ -191,5 +272,9 @@ fn classify(e: &serde_json::Error, index: Option<usize>) -> Rejection {
     } else {
         RejectReason::MalformedJson
     };
-    Rejection { reason, detail: msg, index }
+    Rejection {
+        reason,
+        detail: msg,
+        index,
+    }
 }

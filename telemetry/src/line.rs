@@ -50,7 +50,12 @@ pub struct LineError {
 }
 
 fn check_name(kind: &str, s: &str) -> Result<(), LineError> {
-    let err = |reason| Err(LineError { reason, what: format!("{kind} {s:?}") });
+    let err = |reason| {
+        Err(LineError {
+            reason,
+            what: format!("{kind} {s:?}"),
+        })
+    };
     if s.is_empty() {
         return err(RejectReason::EmptyValue);
     }
@@ -72,21 +77,30 @@ fn check_name(kind: &str, s: &str) -> Result<(), LineError> {
 pub fn write_point(buf: &mut Vec<u8>, p: &Point<'_>) -> Result<(), LineError> {
     check_name("measurement", p.measurement)?;
     if p.measurement.starts_with('#') {
-        return Err(LineError { reason: RejectReason::BadIdentifier, what: "measurement starts with #".into() });
+        return Err(LineError {
+            reason: RejectReason::BadIdentifier,
+            what: "measurement starts with #".into(),
+        });
     }
     for (k, v) in &p.tags {
         check_name("tag key", k)?;
         check_name("tag value", v)?;
     }
     if p.fields.is_empty() {
-        return Err(LineError { reason: RejectReason::EmptyValue, what: "no fields".into() });
+        return Err(LineError {
+            reason: RejectReason::EmptyValue,
+            what: "no fields".into(),
+        });
     }
     for (k, v) in &p.fields {
         check_name("field key", k)?;
         if let FieldValue::F64(x) = v
             && !x.is_finite()
         {
-            return Err(LineError { reason: RejectReason::NonFinite, what: format!("field {k}") });
+            return Err(LineError {
+                reason: RejectReason::NonFinite,
+                what: format!("field {k}"),
+            });
         }
     }
     let mut b = LineProtocolBuilder::new_with(std::mem::take(buf)).measurement(p.measurement);
@@ -105,7 +119,8 @@ pub fn write_point(buf: &mut Vec<u8>, p: &Point<'_>) -> Result<(), LineError> {
     Ok(())
 }
 
-type AfterMeasurement = LineProtocolBuilder<Vec<u8>, influxdb_line_protocol::builder::AfterMeasurement>;
+type AfterMeasurement =
+    LineProtocolBuilder<Vec<u8>, influxdb_line_protocol::builder::AfterMeasurement>;
 type AfterField = LineProtocolBuilder<Vec<u8>, influxdb_line_protocol::builder::AfterField>;
 
 fn add_field(b: AfterMeasurement, k: &str, v: FieldValue<'_>) -> AfterField {
@@ -128,40 +143,51 @@ fn add_field2(b: AfterField, k: &str, v: FieldValue<'_>) -> AfterField {
     }
 }
 
+/// An `f32` reading value as a float field, through the shortest decimal that round-trips the `f32`:
+/// `57.3_f32` is stored as `57.3`, not as `f64::from(57.3_f32)` = `57.29999923706055`.
+fn f32_field(x: f32) -> FieldValue<'static> {
+    let wide = if x.is_finite() {
+        x.to_string().parse::<f64>().unwrap_or(f64::from(x))
+    } else {
+        f64::from(x)
+    };
+    FieldValue::F64(wide)
+}
+
 /// The point for a raw reading: measurement `parking` or `grid`; tags `device`, `site`, `district`,
 /// `type`; fields the measurement's values plus `boot`, `seq` (u64) and `replayed`; timestamp `ts_ms`
-/// in ns.
+/// in ns. `f32` values are widened through their shortest decimal (`57.3`, not `57.29999923706055`).
 pub fn reading_point(r: &Reading) -> Point<'_> {
     use FieldValue::*;
     let mut fields: Vec<(&str, FieldValue<'_>)> = Vec::with_capacity(12);
     match &r.data {
         Measurement::ParkingChange(p) => {
             fields.push(("occupied", Bool(p.occupied)));
-            fields.push(("field_ut", F64(f64::from(p.field_ut))));
+            fields.push(("field_ut", f32_field(p.field_ut)));
         }
         Measurement::ParkingHeartbeat(h) => {
             fields.push(("occupied", Bool(h.occupied)));
-            fields.push(("battery_pct", F64(f64::from(h.battery_pct))));
-            fields.push(("field_ut", F64(f64::from(h.field_ut))));
+            fields.push(("battery_pct", f32_field(h.battery_pct)));
+            fields.push(("field_ut", f32_field(h.field_ut)));
             fields.push(("transitions", U64(u64::from(h.transitions))));
             fields.push(("dropped", U64(u64::from(h.dropped))));
         }
         Measurement::GridSummary(s) => {
             fields.push(("interval_s", U64(u64::from(s.interval_s))));
-            fields.push(("v_rms_v", F64(f64::from(s.v_rms_v))));
-            fields.push(("v_min_v", F64(f64::from(s.v_min_v))));
-            fields.push(("v_max_v", F64(f64::from(s.v_max_v))));
-            fields.push(("i_rms_a", F64(f64::from(s.i_rms_a))));
-            fields.push(("p_kw", F64(f64::from(s.p_kw))));
-            fields.push(("q_kvar", F64(f64::from(s.q_kvar))));
-            fields.push(("pf", F64(f64::from(s.pf))));
-            fields.push(("freq_hz", F64(f64::from(s.freq_hz))));
+            fields.push(("v_rms_v", f32_field(s.v_rms_v)));
+            fields.push(("v_min_v", f32_field(s.v_min_v)));
+            fields.push(("v_max_v", f32_field(s.v_max_v)));
+            fields.push(("i_rms_a", f32_field(s.i_rms_a)));
+            fields.push(("p_kw", f32_field(s.p_kw)));
+            fields.push(("q_kvar", f32_field(s.q_kvar)));
+            fields.push(("pf", f32_field(s.pf)));
+            fields.push(("freq_hz", f32_field(s.freq_hz)));
             fields.push(("energy_kwh", F64(s.energy_kwh)));
         }
         Measurement::GridEvent(e) => {
             fields.push(("event", Str(e.event.as_str())));
             fields.push(("duration_ms", U64(u64::from(e.duration_ms))));
-            fields.push(("extreme_v", F64(f64::from(e.extreme_v))));
+            fields.push(("extreme_v", f32_field(e.extreme_v)));
         }
     }
     fields.push(("boot", U64(u64::from(r.boot))));
@@ -187,8 +213,11 @@ pub fn aggregate_point<'a>(a: &'a WindowAggregate, window_label: &'a str) -> Poi
         crate::DeviceKind::Parking => "parking_agg",
         crate::DeviceKind::Grid => "grid_agg",
     };
-    let mut fields: Vec<(&str, FieldValue<'_>)> =
-        a.metrics.iter().map(|(k, v)| (k.as_str(), FieldValue::F64(*v))).collect();
+    let mut fields: Vec<(&str, FieldValue<'_>)> = a
+        .metrics
+        .iter()
+        .map(|(k, v)| (k.as_str(), FieldValue::F64(*v)))
+        .collect();
     fields.push(("count", FieldValue::U64(a.count)));
     fields.push(("version", FieldValue::U64(u64::from(a.version))));
     Point {

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 ///
 /// Metric names carry their unit (catalogue in `docs/PROTOCOL.md`), e.g. parking: `occupancy_mean_ratio`,
 /// `occupancy_max_ratio`, `arrivals`, `departures`, `dwell_mean_s`, `full_minutes`; grid: `v_rms_min_v`,
-/// `v_rms_mean_v`, `v_rms_max_v`, `p_mean_kw`, `p_max_kw`, `q_mean_kvar`, `energy_kwh`, `pf_mean`,
-/// `freq_min_hz`, `freq_max_hz`, `sags`, `swells`, `interruptions`, `en50160_ok_ratio`.
+/// `v_rms_mean_v`, `v_rms_max_v`, `p_mean_kw`, `p_max_kw`, `q_mean_kvar`, `q_max_kvar`, `energy_kwh`, `pf_mean`,
+/// `freq_min_hz`, `freq_max_hz`, `sags`, `swells`, `interruptions`, `en50160_ok_ratio`; data quality:
+/// `completeness`, `timeliness_p50_ms`, `timeliness_p95_ms`, `validity`, `uniqueness`, `consistency`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowAggregate {

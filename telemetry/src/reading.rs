@@ -87,7 +87,10 @@ impl Measurement {
     /// True for event-like measurements (state changes, power-quality events) that go on the
     /// `events` channel; false for periodic ones on `telemetry`.
     pub fn is_event(&self) -> bool {
-        matches!(self, Measurement::ParkingChange(_) | Measurement::GridEvent(_))
+        matches!(
+            self,
+            Measurement::ParkingChange(_) | Measurement::GridEvent(_)
+        )
     }
 }
 

@@ -155,8 +155,10 @@ impl Registry {
     /// # Errors
     /// As [`Registry::from_toml`], plus [`RegistryError::Io`].
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| RegistryError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text)
     }
 
@@ -186,7 +188,10 @@ impl Registry {
                 return bad(format!("feeder {}: duplicate site id", f.id));
             }
             if !(f.nominal_v > 0.0 && f.nominal_hz > 0.0) {
-                return bad(format!("feeder {}: nominal_v and nominal_hz must be > 0", f.id));
+                return bad(format!(
+                    "feeder {}: nominal_v and nominal_hz must be > 0",
+                    f.id
+                ));
             }
         }
         let mut ids = HashSet::new();
@@ -196,7 +201,10 @@ impl Registry {
                 return bad(format!("device {}: duplicate id", d.id));
             }
             if !addrs.insert((d.gateway.as_str(), d.address)) {
-                return bad(format!("device {}: address {} already used on gateway {}", d.id, d.address, d.gateway));
+                return bad(format!(
+                    "device {}: address {} already used on gateway {}",
+                    d.id, d.address, d.gateway
+                ));
             }
             let ok = match d.kind {
                 DeviceKind::Parking => self.lot(d.site.as_str()).is_some(),
@@ -229,12 +237,17 @@ impl Registry {
 
     /// District of a site (lot or feeder).
     pub fn site_district(&self, site: &str) -> Option<&DistrictId> {
-        self.lot(site).map(|l| &l.district).or_else(|| self.feeder(site).map(|f| &f.district))
+        self.lot(site)
+            .map(|l| &l.district)
+            .or_else(|| self.feeder(site).map(|f| &f.district))
     }
 
     /// An index from `(gateway, address)` to device, for gateways decoding frames.
     pub fn address_index(&self) -> HashMap<(String, u16), &Device> {
-        self.devices.iter().map(|d| ((d.gateway.clone(), d.address), d)).collect()
+        self.devices
+            .iter()
+            .map(|d| ((d.gateway.clone(), d.address), d))
+            .collect()
     }
 }
 
@@ -268,8 +281,12 @@ report_interval_s = 3600
         assert_eq!(r.site_district("L1").unwrap().as_str(), "central");
         assert_eq!(Registry::from_toml(&r.to_toml()).unwrap(), r);
         let wrong_kind = DOC.replace("kind = \"parking\"", "kind = \"grid\"");
-        assert!(matches!(Registry::from_toml(&wrong_kind), Err(RegistryError::Invalid(m)) if m.contains("no grid site L1")));
+        assert!(
+            matches!(Registry::from_toml(&wrong_kind), Err(RegistryError::Invalid(m)) if m.contains("no grid site L1"))
+        );
         let unknown = DOC.replace("capacity = 10", "capacity = 10\ncolour = 1");
-        assert!(matches!(Registry::from_toml(&unknown), Err(RegistryError::Parse(e)) if e.to_string().contains("colour")));
+        assert!(
+            matches!(Registry::from_toml(&unknown), Err(RegistryError::Parse(e)) if e.to_string().contains("colour"))
+        );
     }
 }

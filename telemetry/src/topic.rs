@@ -106,12 +106,20 @@ pub enum Topic<'a> {
 
 /// Builds a device topic.
 pub fn device(district: &str, kind: DeviceKind, device: &str, channel: Channel) -> String {
-    format!("{ROOT}/{district}/{}/{device}/{}", kind.as_str(), channel.as_str())
+    format!(
+        "{ROOT}/{district}/{}/{device}/{}",
+        kind.as_str(),
+        channel.as_str()
+    )
 }
 
 /// The topic a reading is published on by its gateway (`telemetry` or `events` by measurement type).
 pub fn for_reading(r: &Reading) -> String {
-    let ch = if r.data.is_event() { Channel::Events } else { Channel::Telemetry };
+    let ch = if r.data.is_event() {
+        Channel::Events
+    } else {
+        Channel::Telemetry
+    };
     device(r.district.as_str(), r.kind(), r.device.as_str(), ch)
 }
 
@@ -127,7 +135,10 @@ pub fn gateway_batch(gateway: &str) -> String {
 
 /// Builds an aggregate topic.
 pub fn aggregate(district: &str, kind: DeviceKind, scope: &str, id: &str, window: &str) -> String {
-    format!("{ROOT}/{district}/agg/{}/{scope}/{id}/{window}", kind.as_str())
+    format!(
+        "{ROOT}/{district}/agg/{}/{scope}/{id}/{window}",
+        kind.as_str()
+    )
 }
 
 /// Builds an alert topic.
@@ -180,7 +191,11 @@ pub fn parse(topic: &str) -> Result<Topic<'_>, RejectReason> {
             id,
             window,
         },
-        [district, "alert", site, alert] => Topic::Alert { district, site, alert },
+        [district, "alert", site, alert] => Topic::Alert {
+            district,
+            site,
+            alert,
+        },
         [district, kind, device, channel] => Topic::Device {
             district,
             kind: DeviceKind::parse(kind).ok_or(RejectReason::BadTopic)?,
@@ -199,8 +214,14 @@ pub fn parse(topic: &str) -> Result<Topic<'_>, RejectReason> {
 /// `topic_mismatch` when they disagree; `bad_topic` when the topic carries no readings.
 pub fn check_reading_topic(r: &Reading, topic: &Topic<'_>) -> Result<(), RejectReason> {
     match topic {
-        Topic::Device { district, kind, device, channel: Channel::Telemetry | Channel::Events } => {
-            if *district == r.district.as_str() && *kind == r.kind() && *device == r.device.as_str() {
+        Topic::Device {
+            district,
+            kind,
+            device,
+            channel: Channel::Telemetry | Channel::Events,
+        } => {
+            if *district == r.district.as_str() && *kind == r.kind() && *device == r.device.as_str()
+            {
                 Ok(())
             } else {
                 Err(RejectReason::TopicMismatch)
@@ -230,10 +251,30 @@ mod tests {
         );
         let a = aggregate("central", DeviceKind::Grid, "feeder", "f1", "15m");
         assert_eq!(a, "citybrain/v1/central/agg/grid/feeder/f1/15m");
-        assert!(matches!(parse(&a), Ok(Topic::Aggregate { scope: "feeder", window: "15m", .. })));
-        assert_eq!(parse(&alert("c", "lot1", "lot_full")), Ok(Topic::Alert { district: "c", site: "lot1", alert: "lot_full" }));
-        assert_eq!(parse(&gateway_status("gw1")), Ok(Topic::GatewayStatus { gateway: "gw1" }));
-        assert_eq!(parse(&gateway_batch("gw1")), Ok(Topic::GatewayBatch { gateway: "gw1" }));
+        assert!(matches!(
+            parse(&a),
+            Ok(Topic::Aggregate {
+                scope: "feeder",
+                window: "15m",
+                ..
+            })
+        ));
+        assert_eq!(
+            parse(&alert("c", "lot1", "lot_full")),
+            Ok(Topic::Alert {
+                district: "c",
+                site: "lot1",
+                alert: "lot_full"
+            })
+        );
+        assert_eq!(
+            parse(&gateway_status("gw1")),
+            Ok(Topic::GatewayStatus { gateway: "gw1" })
+        );
+        assert_eq!(
+            parse(&gateway_batch("gw1")),
+            Ok(Topic::GatewayBatch { gateway: "gw1" })
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! sensor. Sources: LIS3MDL full scale ±16 gauss = ±1600 µT (ST DS10530 Table 3), low-voltage networks up
 //! to 1000 V AC (IEC 60038), frequency band far outside EN 50160 §4.2.1's 50 Hz ±6 % / -6 % extreme.
 
-use crate::reading::{GridEvent, GridSummary, Measurement, ParkingChange, ParkingHeartbeat, Reading};
+use crate::reading::{
+    GridEvent, GridSummary, Measurement, ParkingChange, ParkingHeartbeat, Reading,
+};
 use crate::reject::RejectReason;
 
 /// 2000-01-01T00:00:00Z in UTC epoch milliseconds: no reading is older.
@@ -78,10 +80,16 @@ pub fn check_timestamp(ts_ms: i64, now_ms: i64, limits: &Limits) -> Result<(), R
 
 fn range(v: f32, lo: f32, hi: f32, field: &'static str) -> Result<(), FieldError> {
     if !v.is_finite() {
-        return Err(FieldError { reason: RejectReason::NonFinite, field });
+        return Err(FieldError {
+            reason: RejectReason::NonFinite,
+            field,
+        });
     }
     if v < lo || v > hi {
-        return Err(FieldError { reason: RejectReason::OutOfRange, field });
+        return Err(FieldError {
+            reason: RejectReason::OutOfRange,
+            field,
+        });
     }
     Ok(())
 }
@@ -95,15 +103,26 @@ pub fn check_measurement(m: &Measurement) -> Result<(), FieldError> {
         Measurement::ParkingChange(ParkingChange { field_ut, .. }) => {
             range(*field_ut, 0.0, 1600.0, "data.field_ut")
         }
-        Measurement::ParkingHeartbeat(ParkingHeartbeat { battery_pct, field_ut, .. }) => {
+        Measurement::ParkingHeartbeat(ParkingHeartbeat {
+            battery_pct,
+            field_ut,
+            ..
+        }) => {
             range(*battery_pct, 0.0, 100.0, "data.battery_pct")?;
             range(*field_ut, 0.0, 1600.0, "data.field_ut")
         }
         Measurement::GridSummary(s) => check_summary(s),
-        Measurement::GridEvent(GridEvent { extreme_v, duration_ms, .. }) => {
+        Measurement::GridEvent(GridEvent {
+            extreme_v,
+            duration_ms,
+            ..
+        }) => {
             range(*extreme_v, 0.0, 1000.0, "data.extreme_v")?;
             if *duration_ms == 0 {
-                return Err(FieldError { reason: RejectReason::OutOfRange, field: "data.duration_ms" });
+                return Err(FieldError {
+                    reason: RejectReason::OutOfRange,
+                    field: "data.duration_ms",
+                });
             }
             Ok(())
         }
@@ -112,13 +131,19 @@ pub fn check_measurement(m: &Measurement) -> Result<(), FieldError> {
 
 fn check_summary(s: &GridSummary) -> Result<(), FieldError> {
     if s.interval_s == 0 || s.interval_s > 86_400 {
-        return Err(FieldError { reason: RejectReason::OutOfRange, field: "data.interval_s" });
+        return Err(FieldError {
+            reason: RejectReason::OutOfRange,
+            field: "data.interval_s",
+        });
     }
     range(s.v_rms_v, 0.0, 1000.0, "data.v_rms_v")?;
     range(s.v_min_v, 0.0, 1000.0, "data.v_min_v")?;
     range(s.v_max_v, 0.0, 1000.0, "data.v_max_v")?;
     if s.v_min_v > s.v_rms_v || s.v_rms_v > s.v_max_v {
-        return Err(FieldError { reason: RejectReason::OutOfRange, field: "data.v_rms_v" });
+        return Err(FieldError {
+            reason: RejectReason::OutOfRange,
+            field: "data.v_rms_v",
+        });
     }
     range(s.i_rms_a, 0.0, 10_000.0, "data.i_rms_a")?;
     range(s.p_kw, -10_000.0, 10_000.0, "data.p_kw")?;
@@ -126,10 +151,16 @@ fn check_summary(s: &GridSummary) -> Result<(), FieldError> {
     range(s.pf, -1.0, 1.0, "data.pf")?;
     range(s.freq_hz, 40.0, 70.0, "data.freq_hz")?;
     if !s.energy_kwh.is_finite() {
-        return Err(FieldError { reason: RejectReason::NonFinite, field: "data.energy_kwh" });
+        return Err(FieldError {
+            reason: RejectReason::NonFinite,
+            field: "data.energy_kwh",
+        });
     }
     if s.energy_kwh < 0.0 || s.energy_kwh > 1.0e12 {
-        return Err(FieldError { reason: RejectReason::OutOfRange, field: "data.energy_kwh" });
+        return Err(FieldError {
+            reason: RejectReason::OutOfRange,
+            field: "data.energy_kwh",
+        });
     }
     Ok(())
 }
@@ -139,7 +170,10 @@ fn check_summary(s: &GridSummary) -> Result<(), FieldError> {
 /// # Errors
 /// The first [`FieldError`] found.
 pub fn check_reading(r: &Reading, now_ms: i64, limits: &Limits) -> Result<(), FieldError> {
-    check_timestamp(r.ts_ms, now_ms, limits).map_err(|reason| FieldError { reason, field: "ts_ms" })?;
+    check_timestamp(r.ts_ms, now_ms, limits).map_err(|reason| FieldError {
+        reason,
+        field: "ts_ms",
+    })?;
     check_measurement(&r.data)
 }
 
@@ -153,13 +187,31 @@ mod tests {
     fn timestamp_units_and_bounds() {
         let l = Limits::default();
         assert_eq!(check_timestamp(NOW, NOW, &l), Ok(()));
-        assert_eq!(check_timestamp(NOW / 1000, NOW, &l), Err(RejectReason::TsSeconds));
-        assert_eq!(check_timestamp(NOW * 1000, NOW, &l), Err(RejectReason::TsMicroseconds));
-        assert_eq!(check_timestamp(NOW * 1_000_000, NOW, &l), Err(RejectReason::TsNanoseconds));
-        assert_eq!(check_timestamp(TS_MIN_MS - 1, NOW, &l), Err(RejectReason::TsBefore2000));
+        assert_eq!(
+            check_timestamp(NOW / 1000, NOW, &l),
+            Err(RejectReason::TsSeconds)
+        );
+        assert_eq!(
+            check_timestamp(NOW * 1000, NOW, &l),
+            Err(RejectReason::TsMicroseconds)
+        );
+        assert_eq!(
+            check_timestamp(NOW * 1_000_000, NOW, &l),
+            Err(RejectReason::TsNanoseconds)
+        );
+        assert_eq!(
+            check_timestamp(TS_MIN_MS - 1, NOW, &l),
+            Err(RejectReason::TsBefore2000)
+        );
         assert_eq!(check_timestamp(TS_MIN_MS, NOW, &l), Ok(()));
-        assert_eq!(check_timestamp(12, NOW, &l), Err(RejectReason::TsBefore2000));
+        assert_eq!(
+            check_timestamp(12, NOW, &l),
+            Err(RejectReason::TsBefore2000)
+        );
         assert_eq!(check_timestamp(NOW + 300_000, NOW, &l), Ok(()));
-        assert_eq!(check_timestamp(NOW + 300_001, NOW, &l), Err(RejectReason::TsFuture));
+        assert_eq!(
+            check_timestamp(NOW + 300_001, NOW, &l),
+            Err(RejectReason::TsFuture)
+        );
     }
 }
