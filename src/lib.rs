@@ -9,8 +9,10 @@
 //! - [`cli`]: the command line (clap) and what each subcommand does.
 //! - [`config`]: the one TOML config file for all parts, validated at load with the field named.
 //! - [`broker`]: the demo's embedded MQTT broker (rumqttd, loopback only).
+//! - [`broker_config`]: Mosquitto password file and ACL generated from the site registry.
 #![deny(unsafe_code, missing_docs)]
 
 pub mod broker;
+pub mod broker_config;
 pub mod cli;
 pub mod config;
