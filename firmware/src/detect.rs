@@ -25,6 +25,11 @@
 //!    [`DetectorConfig::debounce_samples`] consecutive samples; occupied → vacant when `d < leave` for as
 //!    many samples. `enter > leave`, so a deviation near one threshold cannot chatter; a disturbance
 //!    shorter than the debounce (a vehicle passing in the lane, a tram, a spike) never changes the state.
+//!    A departure sample may also be one that lies within the *enter* radius of the baseline while it
+//!    has moved more than the enter threshold away from the **occupied level** (the field learned at
+//!    arrival, EWMA-tracked while occupied). This covers a field that does not come all the way back
+//!    to the frozen baseline because neighbouring bays changed or the sensor drifted during a long
+//!    occupancy (the generated traces showed misses without it).
 //! 6. **Drift tracking**: while vacant and `d < enter` with no pending run, the baseline follows the
 //!    field with an EWMA, `baseline += α·(b' − baseline)` ([`DetectorConfig::drift_alpha`] per sample),
 //!    absorbing slow drift (temperature residue, a car settling in the next bay). It is frozen while
@@ -127,6 +132,7 @@ pub struct Detector {
     cfg: DetectorConfig,
     state: BayState,
     baseline_ut: [f32; 3],
+    occupied_level_ut: [f32; 3],
     ref_temp_c: f32,
     // Welford accumulators for calibration.
     cal_n: u16,
@@ -166,6 +172,7 @@ impl Detector {
             cfg,
             state: BayState::Calibrating,
             baseline_ut: [0.0; 3],
+            occupied_level_ut: [0.0; 3],
             ref_temp_c: 0.0,
             cal_n: 0,
             cal_mean: [0.0; 3],
@@ -259,6 +266,7 @@ impl Detector {
                     self.run_len = self.run_len.saturating_add(1);
                     if self.run_len >= n {
                         self.run_len = 0;
+                        self.occupied_level_ut = b;
                         self.state = BayState::Occupied;
                         self.transitions = self.transitions.saturating_add(1);
                         return Some(DetectorEvent::Arrival {
@@ -278,7 +286,9 @@ impl Detector {
                 }
             }
             BayState::Occupied => {
-                if d < leave {
+                let o = self.occupied_level_ut;
+                let moved = dist(b, o);
+                if d < leave || (d < enter && moved > enter) {
                     if self.run_len == 0 {
                         self.run_start_ms = t_ms;
                     }
@@ -294,11 +304,22 @@ impl Detector {
                     }
                 } else {
                     self.run_len = 0;
+                    let a = self.cfg.drift_alpha;
+                    for (level, (x, l0)) in
+                        self.occupied_level_ut.iter_mut().zip(b.into_iter().zip(o))
+                    {
+                        *level += a * (x - l0);
+                    }
                 }
             }
             BayState::Calibrating => {}
         }
         None
+    }
+
+    /// Field learned at arrival and tracked while occupied, µT (temperature-compensated frame).
+    pub fn occupied_level_ut(&self) -> [f32; 3] {
+        self.occupied_level_ut
     }
 
     fn compensate(&self, b: [f32; 3], temp_c: f32) -> [f32; 3] {
@@ -343,6 +364,11 @@ impl Detector {
     }
 }
 
+fn dist(a: [f32; 3], b: [f32; 3]) -> f32 {
+    let (x, y, z) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    libm::sqrtf(x * x + y * y + z * z)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,22 +408,23 @@ mod tests {
             drift_alpha: 0.0,
             ..DetectorConfig::default()
         });
-        // Deviation 20 µT on z (|[0,0,20]| = 20 > 10).
-        assert_eq!(d.update(100_000, [10.0, 0.0, 60.0], 20.0), None);
-        assert_eq!(d.update(101_000, [10.0, 0.0, 60.0], 20.0), None);
+        // Deviation 15 µT on z (|[0,0,15]| = 15 > 10).
+        assert_eq!(d.update(100_000, [10.0, 0.0, 55.0], 20.0), None);
+        assert_eq!(d.update(101_000, [10.0, 0.0, 55.0], 20.0), None);
         // A dip below enter resets the run.
         assert_eq!(d.update(102_000, [10.0, 0.0, 45.0], 20.0), None);
-        assert_eq!(d.update(103_000, [10.0, 0.0, 60.0], 20.0), None);
-        assert_eq!(d.update(104_000, [10.0, 0.0, 60.0], 20.0), None);
+        assert_eq!(d.update(103_000, [10.0, 0.0, 55.0], 20.0), None);
+        assert_eq!(d.update(104_000, [10.0, 0.0, 55.0], 20.0), None);
         assert_eq!(
-            d.update(105_000, [10.0, 0.0, 60.0], 20.0),
+            d.update(105_000, [10.0, 0.0, 55.0], 20.0),
             Some(DetectorEvent::Arrival {
                 at_ms: 103_000,
-                field_ut: 20.0
+                field_ut: 15.0
             })
         );
         assert_eq!(d.state(), BayState::Occupied);
-        // Between leave (6) and enter (10): stays occupied (hysteresis), however long.
+        // Between leave (6) and enter (10), and only 7 µT from the occupied level: stays occupied
+        // (hysteresis), however long.
         for i in 0..50 {
             assert_eq!(d.update(106_000 + i * 1000, [10.0, 0.0, 48.0], 20.0), None);
         }
@@ -412,6 +439,30 @@ mod tests {
             })
         );
         assert_eq!(d.transitions(), 2);
+    }
+
+    #[test]
+    fn departure_when_field_leaves_the_occupied_level_without_reaching_baseline() {
+        let mut d = calibrated(DetectorConfig {
+            drift_alpha: 0.0,
+            ..DetectorConfig::default()
+        });
+        for t in 0..3 {
+            d.update(t, [10.0, 0.0, 70.0], 20.0); // 30 µT vehicle
+        }
+        assert_eq!(d.state(), BayState::Occupied);
+        assert_eq!(d.occupied_level_ut(), [10.0, 0.0, 70.0]);
+        // Vehicle gone but a neighbour shifted the field by 8 µT on x: d = 8 (between leave 6 and
+        // enter 10), 30.1 µT from the occupied level (> 10): departure after 3 samples.
+        assert_eq!(d.update(10, [18.0, 0.0, 40.0], 20.0), None);
+        assert_eq!(d.update(11, [18.0, 0.0, 40.0], 20.0), None);
+        assert_eq!(
+            d.update(12, [18.0, 0.0, 40.0], 20.0),
+            Some(DetectorEvent::Departure {
+                at_ms: 10,
+                field_ut: 8.0
+            })
+        );
     }
 
     #[test]
