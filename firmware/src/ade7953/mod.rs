@@ -62,6 +62,11 @@ impl<SPI: SpiDevice> Ade7953<SPI> {
         self.spi
     }
 
+    /// The SPI device, borrowed (e.g. to change a simulated part's physical inputs between samples).
+    pub fn bus_mut(&mut self) -> &mut SPI {
+        &mut self.spi
+    }
+
     /// The calibration in use.
     pub fn calibration(&self) -> &Calibration {
         &self.cal

@@ -214,6 +214,12 @@ impl<SPI: SpiDevice> GridApp<SPI> {
         self.meter.release()
     }
 
+    /// The SPI device, borrowed: the fleet simulator sets a `SimAde7953`'s values and advances its
+    /// energy through it between steps.
+    pub fn bus_mut(&mut self) -> &mut SPI {
+        self.meter.bus_mut()
+    }
+
     fn queue_event(&mut self, ev: FinishedEvent) {
         self.events = self.events.saturating_add(1);
         let data = Measurement::GridEvent(GridEvent {

@@ -215,6 +215,12 @@ impl<I2C: I2c> ParkingApp<I2C> {
         self.mag.release()
     }
 
+    /// The I2C bus, borrowed: the fleet simulator sets a `SimLis3mdl`'s field through it
+    /// between steps.
+    pub fn bus_mut(&mut self) -> &mut I2C {
+        self.mag.bus_mut()
+    }
+
     fn queue_change(&mut self, at_ms: u64, occupied: bool, field_ut: f32) {
         let data = Measurement::ParkingChange(ParkingChange {
             occupied,

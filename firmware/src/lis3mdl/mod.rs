@@ -51,6 +51,12 @@ impl<I2C: I2c> Lis3mdl<I2C> {
         self.i2c
     }
 
+    /// The bus, borrowed (e.g. to change a simulated part's physical inputs between samples). Bus
+    /// transactions are whole, so using the bus between driver calls cannot corrupt the driver's state.
+    pub fn bus_mut(&mut self) -> &mut I2C {
+        &mut self.i2c
+    }
+
     /// Checks WHO_AM_I and writes CTRL_REG1..CTRL_REG5 in one auto-increment burst.
     ///
     /// # Errors
