@@ -1,0 +1,105 @@
+// History page: one series over a range at a resolution, as a chart and a table, with CSV/JSON links.
+"use strict";
+(function () {
+  const CB = window.CB;
+  let chart = null;
+  let lastRows = [];
+
+  function toLocalInput(ms) {
+    const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+    return d.toISOString().slice(0, 16);
+  }
+
+  function params() {
+    const [kind, scope, id] = document.getElementById("series").value.split("|");
+    const from = new Date(document.getElementById("from").value).getTime();
+    const to = new Date(document.getElementById("to").value).getTime();
+    const p = new URLSearchParams({ kind: kind, scope: scope, id: id, from_ms: String(from), to_ms: String(to),
+      resolution: document.getElementById("resolution").value });
+    return p;
+  }
+
+  function updateLinks() {
+    const p = params();
+    p.set("format", "csv");
+    document.getElementById("csv").setAttribute("href", "/api/v1/history?" + p.toString());
+    p.set("format", "json");
+    document.getElementById("json").setAttribute("href", "/api/v1/history?" + p.toString());
+  }
+
+  function draw(metric) {
+    const host = document.getElementById("chart");
+    if (chart) { chart.destroy(); chart = null; }
+    CB.clear(host);
+    if (!window.uPlot || lastRows.length === 0 || !metric) return;
+    const data = [lastRows.map((r) => r.start_ms / 1000), lastRows.map((r) => (r.metrics[metric] ?? null))];
+    chart = new uPlot({ width: Math.max(320, host.clientWidth || 900), height: 280,
+      series: [{}, { label: metric, stroke: "#1f77b4", width: 1.5 }], scales: { x: { time: true } } }, data, host);
+  }
+
+  function table(rows) {
+    const box = document.getElementById("table");
+    CB.clear(box);
+    const names = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))].sort();
+    const cols = [{ key: "start_ms", label: "Start (UTC)", fmt: CB.fmtTime }, { key: "count", label: "count", cls: "num" }]
+      .concat(names.map((n) => ({ key: (r) => r.metrics[n], label: n, cls: "num", fmt: (v) => CB.fmtNum(v, 3) })));
+    box.appendChild(CB.table(cols, rows, { id: "history-table" }));
+    return names;
+  }
+
+  async function run(ev) {
+    if (ev) ev.preventDefault();
+    updateLinks();
+    const msg = document.getElementById("query-msg");
+    msg.textContent = "";
+    const r = await CB.get("/api/v1/history?" + params().toString());
+    if (!r.ok) {
+      msg.textContent = CB.errorText(r);
+      lastRows = [];
+      draw(null);
+      CB.clear(document.getElementById("table"));
+      return;
+    }
+    lastRows = r.body.rows;
+    const names = table(lastRows);
+    const sel = document.getElementById("metric");
+    const prev = sel.value;
+    CB.clear(sel);
+    for (const n of names) sel.appendChild(CB.el("option", { value: n }, n));
+    const preferred = names.includes(prev) ? prev : names.find((n) => n.includes("mean")) || names[0];
+    if (preferred) sel.value = preferred;
+    draw(sel.value);
+    document.getElementById("query-msg").textContent = lastRows.length + " rows";
+    document.getElementById("query-msg").setAttribute("class", "note");
+  }
+
+  async function main() {
+    const me = await CB.session();
+    if (!me) return;
+    const reg = await CB.get("/api/v1/registry");
+    const sel = document.getElementById("series");
+    if (!reg.ok) {
+      document.getElementById("query-msg").textContent = CB.errorText(reg);
+      return;
+    }
+    const add = (kind, scope, id, label) => sel.appendChild(CB.el("option", { value: kind + "|" + scope + "|" + id }, label));
+    const districts = new Map();
+    for (const l of reg.body.lots) { add("parking", "lot", l.id, "Lot: " + l.name); districts.set("parking|" + l.district, l.district); }
+    for (const f of reg.body.feeders) { add("grid", "feeder", f.id, "Feeder: " + f.name); districts.set("grid|" + f.district, f.district); }
+    for (const [k, d] of districts) { const kind = k.split("|")[0]; add(kind, "district", d, "District " + d + " (" + kind + ")"); }
+    for (const d of reg.body.devices || []) add(d.kind, "device", d.id, "Device: " + d.id);
+    const now = Date.now();
+    const q = new URLSearchParams(location.search);
+    document.getElementById("from").value = toLocalInput(Number(q.get("from_ms")) || now - 86400000);
+    document.getElementById("to").value = toLocalInput(Number(q.get("to_ms")) || now);
+    if (q.get("series")) sel.value = q.get("series");
+    if (q.get("resolution")) document.getElementById("resolution").value = q.get("resolution");
+    document.getElementById("query").addEventListener("submit", run);
+    document.getElementById("metric").addEventListener("change", (e) => draw(e.target.value));
+    for (const id of ["series", "from", "to", "resolution"]) document.getElementById(id).addEventListener("change", updateLinks);
+    updateLinks();
+    run();
+  }
+
+  document.addEventListener("DOMContentLoaded", main);
+})();
