@@ -442,6 +442,8 @@ struct Pump {
     /// Published, awaiting PUBACK: pkid → spool ids.
     inflight: HashMap<u16, Vec<i64>>,
     acks: Vec<i64>,
+    /// Readings received in this round of events, appended in one transaction.
+    incoming: Vec<Reading>,
     devices: HashMap<DeviceId, DeviceSeen>,
     last_status: Instant,
 }
@@ -466,6 +468,7 @@ impl Pump {
             queued: VecDeque::new(),
             inflight: HashMap::new(),
             acks: Vec::new(),
+            incoming: Vec::new(),
             devices: HashMap::new(),
             last_status: Instant::now(),
         }
@@ -488,6 +491,10 @@ impl Pump {
                     Ok(ev) => stop |= self.handle(ev, &mut deadline),
                     Err(_) => break,
                 }
+            }
+            if !self.incoming.is_empty() {
+                let rs = std::mem::take(&mut self.incoming);
+                self.append(rs);
             }
             self.flush_acks();
             self.send_more();
@@ -518,7 +525,7 @@ impl Pump {
     /// Handles one event; returns true on shutdown.
     fn handle(&mut self, ev: PumpEvent, deadline: &mut Option<Instant>) -> bool {
         match ev {
-            PumpEvent::Readings(rs) => self.append(rs),
+            PumpEvent::Readings(rs) => self.incoming.extend(rs),
             PumpEvent::Connected { .. } => {
                 self.connected = true;
                 self.live_from = self.spool.next_id().unwrap_or(i64::MAX);

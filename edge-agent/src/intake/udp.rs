@@ -23,12 +23,22 @@ pub async fn run(
         };
         match got {
             Ok((n, peer)) => {
-                if let Some(r) = decoder.decode_counted(&buf[..n], now_ms(), &counters, "udp") {
-                    if !out.send(vec![r]).await {
+                // Take whatever else is already queued too, so a burst becomes one spool transaction.
+                let now = now_ms();
+                let mut readings = Vec::new();
+                let mut next = Some((n, peer));
+                while let Some((n, peer)) = next {
+                    match decoder.decode_counted(&buf[..n], now, &counters, "udp") {
+                        Some(r) => readings.push(r),
+                        None => tracing::debug!(%peer, "udp frame refused"),
+                    }
+                    if readings.len() >= 1024 {
                         break;
                     }
-                } else {
-                    tracing::debug!(%peer, "udp frame refused");
+                    next = socket.try_recv_from(&mut buf).ok();
+                }
+                if !out.send(readings).await {
+                    break;
                 }
             }
             Err(e) => {
