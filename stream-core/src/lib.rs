@@ -5,6 +5,18 @@
 //!
 //! # Layout
 //! - [`store`]: the storage trait ([`store::SeriesStore`]) and the embedded SQLite implementation.
+//! - [`model`]: dataflow records ([`CoreInput`], [`CoreOutput`]), window settings, registry view.
+//! - [`dedup`], [`window`], [`quality`], [`rollup`]: sans-IO cores (dedup, windows and alerts, data
+//!   quality, district roll-up), each unit-tested directly.
+//! - [`dataflow`]: the timely dataflow wrapping the cores, and a finite runner.
 #![forbid(unsafe_code)]
 
+pub mod dataflow;
+pub mod dedup;
+pub mod model;
+pub mod quality;
+pub mod rollup;
 pub mod store;
+pub mod window;
+
+pub use model::{CoreInput, CoreOutput, SiteInfo, WindowConfig};

@@ -1,0 +1,353 @@
+//! The timely dataflow: a function from a stream of [`CoreInput`] to a stream of [`CoreOutput`], with
+//! every operator named.
+//!
+//! ```text
+//! input ─ Validate ─▶ Dedup (exchange by site) ─▶ AssignWindow ─▶ Aggregate ─┬▶ RollupDistrict (by district)
+//!       └ Rejects ───────────────────────┐      └▶ Observe ──────────────────┼▶ Quality (by source)
+//!                                        └──────────────────────────────────┘
+//! ```
+//!
+//! # Time and watermark
+//! Timestamps are watermark times in ms (u64). The feeder stamps each batch with the watermark at the
+//! time it was received and advances its input to it. The watermark is **event time capped by
+//! processing time**: `min(max event time seen, wall clock)` — so a device with a fast clock cannot drag
+//! it ahead of real time (readings beyond now + skew are refused by validation anyway) — and it moves with
+//! the wall clock while sources are quiet (see [`crate::watermark`]). With several processes the timely
+//! frontier is the minimum over every feeder, i.e. the lowest watermark wins.
+//!
+//! # Determinism
+//! Every stateful operator ([`TimedCore`]) stashes inputs by time and processes, in time order, (a) due
+//! window closes and (b) the stash of each complete time (sorted by key), only for times the frontier
+//! has passed. Results therefore do not depend on worker count, exchange order or scheduling.
+
+use crate::dedup::{DedupCore, Seen, SeenOutcome};
+use crate::model::{CoreInput, CoreOutput, SiteInfo, WindowConfig, route_hash};
+use crate::quality::{QualityCore, QualityIn};
+use crate::rollup::RollupCore;
+use crate::store::QualityRow;
+use crate::window::{EngineOut, WindowEngine};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use telemetry::Reading;
+use telemetry::message::WindowAggregate;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::generic::OutputBuilderSession;
+use timely::dataflow::operators::{Concat, Operator, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
+
+/// A sans-IO core driven in time order by [`timed`].
+pub trait TimedCore: 'static {
+    /// Input record.
+    type In: Clone + 'static;
+    /// Output record.
+    type Out: Clone + 'static;
+    /// Next time at which `close_until` has work.
+    fn next_close(&self, finishing: bool) -> Option<u64>;
+    /// Does the work due at or before `t`.
+    fn close_until(&mut self, t: u64, finishing: bool, out: &mut Vec<Self::Out>);
+    /// Takes the complete input of time `t`.
+    fn ingest(&mut self, t: u64, batch: Vec<Self::In>, out: &mut Vec<Self::Out>);
+}
+
+/// Wraps a [`TimedCore`] in a `unary_frontier` operator; see the module notes.
+pub fn timed<'s, C, P>(
+    stream: StreamVec<'s, u64, C::In>,
+    pact: P,
+    name: &str,
+    mut core: C,
+) -> StreamVec<'s, u64, C::Out>
+where
+    C: TimedCore,
+    P: ParallelizationContract<u64, Vec<C::In>>,
+{
+    stream.unary_frontier(pact, name, move |cap, _info| {
+        let mut held = Some(cap);
+        let mut stash: BTreeMap<u64, Vec<C::In>> = BTreeMap::new();
+        let mut out = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                // Messages under no capability carry no progress claim; none are sent here.
+                if let Some(t) = cap.least() {
+                    stash.entry(*t).or_default().append(data);
+                }
+            });
+            let f = frontier.frontier().first().copied();
+            let finishing = f.is_none();
+            let Some(cap) = held.as_mut() else { return };
+            loop {
+                let ns = stash.keys().next().copied();
+                let nc = core.next_close(finishing);
+                let next = match (ns, nc) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => match a.or(b) {
+                        Some(x) => x,
+                        None => break,
+                    },
+                };
+                if f.is_some_and(|f| next >= f) {
+                    break;
+                }
+                let x = next.max(*cap.time());
+                core.close_until(x, finishing, &mut out);
+                if ns == Some(next) {
+                    let batch = stash.remove(&next).unwrap_or_default();
+                    core.ingest(x, batch, &mut out);
+                    core.close_until(x, finishing, &mut out);
+                }
+                cap.downgrade(&x);
+                if !out.is_empty() {
+                    output.session(&*cap).give_iterator(out.drain(..));
+                }
+            }
+            match f {
+                Some(f) => {
+                    let target = core
+                        .next_close(false)
+                        .map_or(f, |c| c.min(f))
+                        .max(*cap.time());
+                    cap.downgrade(&target);
+                }
+                None => held = None,
+            }
+        }
+    })
+}
+
+/// A named stateless flat-map (pipeline).
+fn named_flat_map<'s, D: Clone + 'static, E: Clone + 'static, I: IntoIterator<Item = E>>(
+    stream: StreamVec<'s, u64, D>,
+    name: &str,
+    mut f: impl FnMut(D) -> I + 'static,
+) -> StreamVec<'s, u64, E> {
+    stream.unary(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each(|time, data| {
+                output
+                    .session(&time)
+                    .give_iterator(data.drain(..).flat_map(&mut f));
+            });
+        }
+    })
+}
+
+/// A named sink: hands every record with its time to `f`; the returned stream is empty (probe it).
+pub fn emit<'s, D: Clone + 'static>(
+    stream: StreamVec<'s, u64, D>,
+    name: &str,
+    mut f: impl FnMut(u64, D) + 'static,
+) -> StreamVec<'s, u64, ()> {
+    stream.unary(Pipeline, name, move |_, _| {
+        move |input, _output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<()>>>| {
+            input.for_each(|cap, data| {
+                let t = cap.least().copied().unwrap_or_default();
+                for x in data.drain(..) {
+                    f(t, x);
+                }
+            });
+        }
+    })
+}
+
+struct DedupOp(DedupCore);
+/// Output of the dedup operator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[allow(clippy::large_enum_variant)]
+enum DedupOut {
+    Reading(Reading),
+    Seen(Seen),
+}
+impl TimedCore for DedupOp {
+    type In = (Reading, i64);
+    type Out = DedupOut;
+    fn next_close(&self, _: bool) -> Option<u64> {
+        None
+    }
+    fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<DedupOut>) {}
+    fn ingest(&mut self, t: u64, batch: Vec<(Reading, i64)>, out: &mut Vec<DedupOut>) {
+        let (acc, seen) = self.0.ingest(t, batch);
+        out.extend(acc.into_iter().map(DedupOut::Reading));
+        out.extend(seen.into_iter().map(DedupOut::Seen));
+    }
+}
+
+struct AggOp(WindowEngine);
+impl TimedCore for AggOp {
+    type In = Reading;
+    type Out = CoreOutput;
+    fn next_close(&self, finishing: bool) -> Option<u64> {
+        self.0.next_close(finishing)
+    }
+    fn close_until(&mut self, t: u64, finishing: bool, out: &mut Vec<CoreOutput>) {
+        let mut o = Vec::new();
+        self.0.close_until(t, finishing, &mut o);
+        out.extend(o.into_iter().map(conv));
+    }
+    fn ingest(&mut self, t: u64, batch: Vec<Reading>, out: &mut Vec<CoreOutput>) {
+        let mut o = Vec::new();
+        self.0.ingest(t, batch, &mut o);
+        out.extend(o.into_iter().map(conv));
+    }
+}
+fn conv(e: EngineOut) -> CoreOutput {
+    match e {
+        EngineOut::Aggregate(a) => CoreOutput::Aggregate(a),
+        EngineOut::Alert(a) => CoreOutput::Alert(a),
+    }
+}
+
+struct QualityOp(QualityCore);
+impl TimedCore for QualityOp {
+    type In = QualityIn;
+    type Out = QualityRow;
+    fn next_close(&self, _: bool) -> Option<u64> {
+        self.0.next_close()
+    }
+    fn close_until(&mut self, t: u64, _: bool, out: &mut Vec<QualityRow>) {
+        self.0.close_until(t, out);
+    }
+    fn ingest(&mut self, t: u64, batch: Vec<QualityIn>, out: &mut Vec<QualityRow>) {
+        self.0.ingest(t, batch, out);
+    }
+}
+
+struct RollupOp(RollupCore);
+impl TimedCore for RollupOp {
+    type In = WindowAggregate;
+    type Out = WindowAggregate;
+    fn next_close(&self, _: bool) -> Option<u64> {
+        None
+    }
+    fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<WindowAggregate>) {}
+    fn ingest(&mut self, t: u64, batch: Vec<WindowAggregate>, out: &mut Vec<WindowAggregate>) {
+        self.0.ingest(t, batch, out);
+    }
+}
+
+/// Builds the dataflow on `input`; see the module docs.
+pub fn build<'s>(
+    input: StreamVec<'s, u64, CoreInput>,
+    cfg: &WindowConfig,
+    info: &Arc<SiteInfo>,
+) -> StreamVec<'s, u64, CoreOutput> {
+    let readings = named_flat_map(input.clone(), "Validate", |x| match x {
+        CoreInput::Reading { reading, ingest_ms } => Some((reading, ingest_ms)),
+        CoreInput::Rejected { .. } => None,
+    });
+    let rejects = named_flat_map(input, "Rejects", |x| match x {
+        CoreInput::Rejected { source, dataset } => Some(QualityIn::Rejected { source, dataset }),
+        CoreInput::Reading { .. } => None,
+    });
+    let dedup = timed(
+        readings,
+        Exchange::new(|x: &(Reading, i64)| route_hash(x.0.site.as_str())),
+        "Dedup",
+        DedupOp(DedupCore::new(
+            cfg.correction_horizon_ms,
+            cfg.retention_ms(),
+            info.clone(),
+        )),
+    );
+    let accepted = named_flat_map(dedup.clone(), "AssignWindow", |x| match x {
+        DedupOut::Reading(r) => Some(r),
+        DedupOut::Seen(_) => None,
+    });
+    let seen = named_flat_map(dedup.clone(), "Observe", |x| match x {
+        DedupOut::Seen(s) => Some(QualityIn::Seen(s)),
+        DedupOut::Reading(_) => None,
+    });
+    let dropped = named_flat_map(dedup, "CountDropped", |x| match x {
+        DedupOut::Seen(Seen {
+            source,
+            outcome: SeenOutcome::Duplicate,
+            ..
+        }) => Some(CoreOutput::Dropped {
+            reason: "duplicate".into(),
+            source,
+        }),
+        DedupOut::Seen(Seen {
+            source,
+            outcome: SeenOutcome::TooLate,
+            ..
+        }) => Some(CoreOutput::Dropped {
+            reason: "too_late".into(),
+            source,
+        }),
+        _ => None,
+    });
+    let aggregates = timed(
+        accepted,
+        Pipeline,
+        "Aggregate",
+        AggOp(WindowEngine::new(cfg.clone(), info.clone())),
+    );
+    let site_rows = named_flat_map(aggregates.clone(), "SiteRows", |x| match x {
+        CoreOutput::Aggregate(a) if a.scope == "lot" || a.scope == "feeder" => Some(a),
+        _ => None,
+    });
+    let districts = timed(
+        site_rows,
+        Exchange::new(|a: &WindowAggregate| route_hash(&a.district)),
+        "RollupDistrict",
+        RollupOp(RollupCore::new(cfg.retention_ms())),
+    );
+    let districts = named_flat_map(districts, "DistrictRows", |a| {
+        Some(CoreOutput::Aggregate(a))
+    });
+    let quality = timed(
+        seen.concat(rejects),
+        Exchange::new(|q: &QualityIn| route_hash(q.source())),
+        "Quality",
+        QualityOp(QualityCore::new(cfg.clone(), info.clone())),
+    );
+    let quality = named_flat_map(quality, "QualityRows", |q| Some(CoreOutput::Quality(q)));
+    aggregates.concat(districts).concat(quality).concat(dropped)
+}
+
+/// Runs the dataflow over a finite, pre-stamped input: batch `i` is fed at its watermark time (times
+/// non-decreasing), record `j` of it by worker `j % peers`; the input is closed at the end, which flushes
+/// every window. Returns all outputs with their times, sorted.
+///
+/// # Errors
+/// timely's start-up error (e.g. a bad cluster address).
+pub fn run_finite(
+    config: timely::Config,
+    batches: Arc<Vec<(u64, Vec<CoreInput>)>>,
+    cfg: WindowConfig,
+    info: Arc<SiteInfo>,
+) -> Result<Vec<(u64, CoreOutput)>, String> {
+    let collected: Arc<Mutex<Vec<(u64, CoreOutput)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = collected.clone();
+    timely::execute(config, move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let mut input = InputHandleVec::<u64, CoreInput>::new();
+        let probe = ProbeHandle::new();
+        let sink = sink.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let out = build(input.to_stream(scope), &cfg, &info);
+            emit(out, "Collect", move |t, x| {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push((t, x))
+            })
+            .probe_with(&probe);
+        });
+        for (t, batch) in batches.iter() {
+            if *t > *input.time() {
+                input.advance_to(*t);
+            }
+            for (j, rec) in batch.iter().enumerate() {
+                if j % peers == index {
+                    input.send(rec.clone());
+                }
+            }
+            while probe.less_than(input.time()) {
+                worker.step();
+            }
+        }
+        input.close();
+        while worker.step() {}
+    })?;
+    let mut v = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));
+    v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    Ok(v)
+}

@@ -1,0 +1,194 @@
+//! The quality core: per dataset, source and quality window — completeness against the registry's
+//! report interval, timeliness (ingest lag p50/p95), validity, uniqueness, consistency. Sans-IO; wrapped
+//! by the `"Quality"` operator.
+//!
+//! Accepted readings and duplicates count in the window of their event time; refusals and `too_late`
+//! readings (whose event time is unreliable or long gone) in the window of the watermark time at which
+//! they arrived. A window's row is emitted when the watermark passes its end + lateness, and re-emitted
+//! (same key, upserted) when later inputs change it within the retention period.
+
+use crate::dedup::{Seen, SeenOutcome};
+use crate::model::{SiteInfo, WindowConfig, window_start};
+use crate::store::QualityRow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Input of the quality core.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum QualityIn {
+    /// From dedup.
+    Seen(Seen),
+    /// A refused reading or message.
+    Rejected {
+        /// Source.
+        source: String,
+        /// Dataset.
+        dataset: String,
+    },
+}
+
+impl QualityIn {
+    /// The routing key (source).
+    pub fn source(&self) -> &str {
+        match self {
+            QualityIn::Seen(s) => &s.source,
+            QualityIn::Rejected { source, .. } => source,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    received: u64,
+    periodic: u64,
+    duplicates: u64,
+    rejected: u64,
+    inconsistent: u64,
+    lags: Vec<i64>,
+}
+
+type QKey = (String, String, i64);
+type Apply = Box<dyn Fn(&mut Stats)>;
+
+/// Quality state of one worker.
+#[derive(Debug)]
+pub struct QualityCore {
+    cfg: WindowConfig,
+    info: Arc<SiteInfo>,
+    stats: BTreeMap<QKey, Stats>,
+    open: BTreeSet<(u64, QKey)>,
+    closed: BTreeSet<QKey>,
+}
+
+fn pct(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    // Nearest rank.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64
+}
+
+impl QualityCore {
+    /// A new core.
+    pub fn new(cfg: WindowConfig, info: Arc<SiteInfo>) -> Self {
+        QualityCore {
+            cfg,
+            info,
+            stats: BTreeMap::new(),
+            open: BTreeSet::new(),
+            closed: BTreeSet::new(),
+        }
+    }
+
+    /// Next window close time.
+    pub fn next_close(&self) -> Option<u64> {
+        self.open.first().map(|o| o.0)
+    }
+
+    fn row(&self, k: &QKey, s: &Stats) -> QualityRow {
+        let qw = self.cfg.quality_window_ms;
+        let expected = self
+            .info
+            .interval_ms(&k.1)
+            .map_or(0, |iv| (qw / iv.max(1)) as u64);
+        let mut lags = s.lags.clone();
+        lags.sort_unstable();
+        let total = s.received + s.duplicates + s.rejected;
+        let ratio = |num: u64, den: u64| {
+            if den == 0 {
+                1.0
+            } else {
+                1.0 - num as f64 / den as f64
+            }
+        };
+        QualityRow {
+            dataset: k.0.clone(),
+            source: k.1.clone(),
+            start_ms: k.2,
+            window_ms: qw,
+            completeness: if expected == 0 {
+                1.0
+            } else {
+                (s.periodic as f64 / expected as f64).min(1.0)
+            },
+            timeliness_p50_ms: pct(&lags, 0.50),
+            timeliness_p95_ms: pct(&lags, 0.95),
+            validity: ratio(s.rejected, total),
+            uniqueness: ratio(s.duplicates, s.received + s.duplicates),
+            consistency: ratio(s.inconsistent, s.received),
+            received: s.received,
+            expected,
+            rejected: s.rejected,
+            duplicates: s.duplicates,
+        }
+    }
+
+    /// Adds inputs at watermark time `t`; rows of already closed windows that changed go to `out`.
+    pub fn ingest(&mut self, t: u64, batch: Vec<QualityIn>, out: &mut Vec<QualityRow>) {
+        let ti = i64::try_from(t).unwrap_or(i64::MAX);
+        let qw = self.cfg.quality_window_ms;
+        let mut touched = BTreeSet::new();
+        for q in batch {
+            let (k, apply): (QKey, Apply) = match q {
+                QualityIn::Seen(s) => match s.outcome {
+                    SeenOutcome::Accepted {
+                        lag_ms,
+                        periodic,
+                        consistent,
+                    } => (
+                        (s.dataset, s.source, window_start(s.ts_ms, qw)),
+                        Box::new(move |st: &mut Stats| {
+                            st.received += 1;
+                            st.periodic += u64::from(periodic);
+                            st.inconsistent += u64::from(!consistent);
+                            st.lags.push(lag_ms);
+                        }),
+                    ),
+                    SeenOutcome::Duplicate => (
+                        (s.dataset, s.source, window_start(s.ts_ms, qw)),
+                        Box::new(|st: &mut Stats| st.duplicates += 1),
+                    ),
+                    SeenOutcome::TooLate => (
+                        (s.dataset, s.source, window_start(ti, qw)),
+                        Box::new(|st: &mut Stats| st.rejected += 1),
+                    ),
+                },
+                QualityIn::Rejected { source, dataset } => (
+                    (dataset, source, window_start(ti, qw)),
+                    Box::new(|st: &mut Stats| st.rejected += 1),
+                ),
+            };
+            apply(self.stats.entry(k.clone()).or_default());
+            if self.closed.contains(&k) {
+                touched.insert(k);
+            } else {
+                let close =
+                    u64::try_from((k.2 + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
+                self.open.insert((close, k));
+            }
+        }
+        for k in touched {
+            if let Some(s) = self.stats.get(&k) {
+                out.push(self.row(&k, s));
+            }
+        }
+        // Forget windows beyond the retention period.
+        let cut = ti.saturating_sub(self.cfg.retention_ms());
+        if self.stats.first_key_value().is_some_and(|(k, _)| k.2 < cut) {
+            self.stats.retain(|k, _| k.2 >= cut);
+            self.closed.retain(|k| k.2 >= cut);
+        }
+    }
+
+    /// Emits rows of windows closing at or before `t`.
+    pub fn close_until(&mut self, t: u64, out: &mut Vec<QualityRow>) {
+        while let Some(o) = self.open.first().filter(|o| o.0 <= t).cloned() {
+            self.open.remove(&o);
+            if let Some(s) = self.stats.get(&o.1) {
+                out.push(self.row(&o.1, s));
+            }
+            self.closed.insert(o.1);
+        }
+    }
+}
