@@ -126,7 +126,7 @@ pub enum DetectorEvent {
     },
 }
 
-/// The detector state machine. About 80 bytes; no allocation.
+/// The detector state machine: fixed size, no allocation.
 #[derive(Debug, Clone)]
 pub struct Detector {
     cfg: DetectorConfig,

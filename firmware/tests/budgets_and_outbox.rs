@@ -121,3 +121,34 @@ fn unencodable_value_is_counted_not_queued() {
     assert!(ob.push(0, bad).is_err());
     assert_eq!((ob.encode_errors(), ob.len(), ob.next_seq()), (1, 0, 0));
 }
+
+#[test]
+fn config_defaults_are_the_field_values() {
+    let p = firmware::app::ParkingConfig::default();
+    assert_eq!(
+        (p.i2c_addr, p.sample_interval_ms, p.heartbeat_interval_ms),
+        (0x1C, 1000, 4 * 3600 * 1000)
+    );
+    assert_eq!(
+        (
+            p.detector.enter_ut,
+            p.detector.leave_ut,
+            p.detector.debounce_samples
+        ),
+        (10.0, 6.0, 3)
+    );
+    let g = firmware::app::GridConfig::default();
+    assert_eq!(
+        (g.nominal_v, g.nominal_hz, g.summary_interval_ms),
+        (230.0, 50.0, 60_000)
+    );
+    assert_eq!(
+        (
+            g.events.sag_pu,
+            g.events.swell_pu,
+            g.events.interruption_pu,
+            g.events.hysteresis_pu
+        ),
+        (0.9, 1.1, 0.1, 0.02)
+    );
+}
