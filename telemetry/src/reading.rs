@@ -19,7 +19,10 @@ pub enum TimeSource {
 }
 
 /// One reading: identity, ordering key, event time and the typed measurement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` needs the `std` feature (the internally tagged [`Measurement`] buffers its content).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "std", derive(Deserialize))]
 #[serde(deny_unknown_fields)]
 pub struct Reading {
     /// Reporting device.
@@ -52,7 +55,10 @@ impl Reading {
 }
 
 /// A typed measurement; the JSON form is an object with a `type` tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Deserialize` needs the `std` feature: serde buffers an internally tagged enum's content on the heap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "std", derive(Deserialize))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Measurement {
     /// A bay changed state (arrival or departure). Sent on the `events` channel.
