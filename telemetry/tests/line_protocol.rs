@@ -404,3 +404,40 @@ fn aggregate_points() {
         RejectReason::NonFinite
     );
 }
+
+#[test]
+fn protocol_md_line_examples_are_what_the_code_writes() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
+        .unwrap();
+    // Lines written for every reading of the payload examples.
+    let mut written = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "<!-- payload example -->" {
+            assert_eq!(lines.next().map(str::trim), Some("```json"));
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            let d = telemetry::json::decode(
+                body.join("\n").as_bytes(),
+                &telemetry::Limits::default(),
+                1_764_000_000_000,
+            )
+            .unwrap();
+            for r in &d.readings {
+                written.push(write(&line::reading_point(r)).trim_end().to_string());
+            }
+        }
+    }
+    // Raw-reading lines shown in the doc (measurement `parking` / `grid`, not `_agg`).
+    let shown: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("parking,") || l.starts_with("grid,"))
+        .collect();
+    assert!(shown.len() >= 2, "{shown:?}");
+    for l in shown {
+        assert!(
+            written.iter().any(|w| w == l),
+            "doc line not produced by reading_point: {l}\nwritten: {written:#?}"
+        );
+        assert!(parse_lines(l).next().unwrap().is_ok(), "{l}");
+    }
+}
