@@ -175,6 +175,16 @@ impl Registry {
     pub fn validate(&self) -> Result<(), RegistryError> {
         let bad = |m: String| Err(RegistryError::Invalid(m));
         let mut sites = HashSet::new();
+        for district in self
+            .lots
+            .iter()
+            .map(|l| &l.district)
+            .chain(self.feeders.iter().map(|f| &f.district))
+        {
+            if district.as_str() == "gateway" {
+                return bad("district `gateway` is reserved for gateway topics".into());
+            }
+        }
         for l in &self.lots {
             if !sites.insert(l.id.as_str()) {
                 return bad(format!("lot {}: duplicate site id", l.id));
@@ -197,6 +207,12 @@ impl Registry {
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();
         for d in &self.devices {
+            if crate::ids::check_id(&d.gateway).is_err() {
+                return bad(format!(
+                    "device {}: gateway {:?} is not a valid identifier",
+                    d.id, d.gateway
+                ));
+            }
             if !ids.insert(d.id.as_str()) {
                 return bad(format!("device {}: duplicate id", d.id));
             }
@@ -283,6 +299,14 @@ report_interval_s = 3600
         let wrong_kind = DOC.replace("kind = \"parking\"", "kind = \"grid\"");
         assert!(
             matches!(Registry::from_toml(&wrong_kind), Err(RegistryError::Invalid(m)) if m.contains("no grid site L1"))
+        );
+        let bad_gw = DOC.replace("gateway = \"gw\"", "gateway = \"g/w\"");
+        assert!(
+            matches!(Registry::from_toml(&bad_gw), Err(RegistryError::Invalid(m)) if m.contains("not a valid identifier"))
+        );
+        let reserved = DOC.replace("district = \"central\"", "district = \"gateway\"");
+        assert!(
+            matches!(Registry::from_toml(&reserved), Err(RegistryError::Invalid(m)) if m.contains("reserved"))
         );
         let unknown = DOC.replace("capacity = 10", "capacity = 10\ncolour = 1");
         assert!(
