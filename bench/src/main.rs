@@ -1,0 +1,2 @@
+//! citybrain-bench: placeholder until the benchmark lands.
+fn main() {}
