@@ -9,6 +9,8 @@
 //! - [`dedup`], [`window`], [`quality`], [`rollup`]: sans-IO cores (dedup, windows and alerts, data
 //!   quality, district roll-up), each unit-tested directly.
 //! - [`dataflow`]: the timely dataflow wrapping the cores, and a finite runner.
+//! - [`watermark`]: event time capped by processing time.
+//! - [`run`](mod@run): the service — MQTT ingest, dataflow, sink, health HTTP ([`CoreConfig`], [`run()`]).
 #![forbid(unsafe_code)]
 
 pub mod dataflow;
@@ -16,7 +18,10 @@ pub mod dedup;
 pub mod model;
 pub mod quality;
 pub mod rollup;
+pub mod run;
 pub mod store;
+pub mod watermark;
 pub mod window;
 
 pub use model::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
+pub use run::{CoreConfig, CoreError, CoreReport, run};
