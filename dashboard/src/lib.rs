@@ -193,7 +193,8 @@ pub async fn serve(
 }
 
 /// Serves `state` on an already bound listener (tests bind port 0), with the MQTT bridge when
-/// `state.cfg.mqtt_enabled`.
+/// `state.cfg.mqtt_enabled`. Cancelling `shutdown` also cancels `state.shutdown` (ending open SSE
+/// streams) and then waits for in-flight requests.
 ///
 /// # Errors
 /// [`DashboardError::Io`] when the listener fails.
@@ -212,6 +213,13 @@ pub async fn serve_with(
     } else {
         None
     };
+    // Open SSE streams watch `state.shutdown`: cancel it when the server is told to stop.
+    let streams = state.shutdown.clone();
+    let sd0 = shutdown.clone();
+    tokio::spawn(async move {
+        sd0.cancelled().await;
+        streams.cancel();
+    });
     let router = app(state);
     let sd = shutdown.clone();
     axum::serve(

@@ -280,35 +280,38 @@ async fn bad_parameters_are_named() {
     let f = fixture();
     for (uri, param) in [
         (
-            format!("/api/v1/history?scope=lot&id=L1&resolution=5m"),
+            "/api/v1/history?scope=lot&id=L1&resolution=5m".to_string(),
             "resolution",
         ),
         (
-            format!("/api/v1/history?scope=lot&id=L1&from_ms=abc"),
+            "/api/v1/history?scope=lot&id=L1&from_ms=abc".to_string(),
             "from_ms",
         ),
         (
-            format!("/api/v1/history?scope=lot&id=L1&from_ms=10&to_ms=5"),
+            "/api/v1/history?scope=lot&id=L1&from_ms=10&to_ms=5".to_string(),
             "from_ms",
         ),
         (
-            format!("/api/v1/history?scope=lot&id=L1&colour=red"),
+            "/api/v1/history?scope=lot&id=L1&colour=red".to_string(),
             "colour",
         ),
-        (format!("/api/v1/history?scope=house&id=L1"), "scope"),
-        (format!("/api/v1/history?scope=lot"), "id"),
-        (format!("/api/v1/history?scope=lot&id=L1&kind=grid"), "kind"),
+        ("/api/v1/history?scope=house&id=L1".to_string(), "scope"),
+        ("/api/v1/history?scope=lot".to_string(), "id"),
         (
-            format!("/api/v1/history?scope=lot&id=L1&format=xml"),
+            "/api/v1/history?scope=lot&id=L1&kind=grid".to_string(),
+            "kind",
+        ),
+        (
+            "/api/v1/history?scope=lot&id=L1&format=xml".to_string(),
             "format",
         ),
-        (format!("/api/v1/history?scope=lot&id=a%2Fb"), "id"),
+        ("/api/v1/history?scope=lot&id=a%2Fb".to_string(), "id"),
         (
             format!("/api/v1/history?scope=lot&id=L1&resolution=1m&from_ms=0&to_ms={NOW}"),
             "from_ms",
         ),
-        (format!("/api/v1/alerts?limit=0"), "limit"),
-        (format!("/api/v1/quality?dataset=water"), "dataset"),
+        ("/api/v1/alerts?limit=0".to_string(), "limit"),
+        ("/api/v1/quality?dataset=water".to_string(), "dataset"),
     ] {
         let r = get(&f, &uri, Some(&f.admin)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.text());

@@ -430,7 +430,7 @@ pub fn start_mosquitto() -> Option<Mosquitto> {
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")).unwrap();
-    let child = std::process::Command::new(bin)
+    let mut child = std::process::Command::new(bin)
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
@@ -447,5 +447,7 @@ pub fn start_mosquitto() -> Option<Mosquitto> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("mosquitto did not start on port {port}");
 }
