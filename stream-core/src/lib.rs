@@ -10,11 +10,13 @@
 //!   quality, district roll-up), each unit-tested directly.
 //! - [`dataflow`]: the timely dataflow wrapping the cores, and a finite runner.
 //! - [`watermark`]: event time capped by processing time.
-//! - [`run`](mod@run): the service — MQTT ingest, dataflow, sink, health HTTP ([`CoreConfig`], [`run()`]).
+//! - [`run`](mod@run): the service — MQTT ingest, dataflow, sink ([`CoreConfig`], [`run()`]).
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` (axum, prometheus-client).
 #![forbid(unsafe_code)]
 
 pub mod dataflow;
 pub mod dedup;
+pub mod health;
 pub mod model;
 pub mod quality;
 pub mod rollup;

@@ -9,6 +9,7 @@
 //! = timely workers wait).
 
 use crate::dataflow::{build, emit};
+use crate::health::{Metrics, Readiness, label};
 use crate::model::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
 use crate::store::{DeadLetter, SeriesStore, StoreConfig, StoreError, open_store};
 use crate::watermark::Watermark;
@@ -108,6 +109,16 @@ pub struct CoreReport {
     pub quality_rows: u64,
     /// Subscriptions made (one per CONNACK without session).
     pub subscribes: u64,
+    /// CONNACKs received (1 + reconnects).
+    pub connacks: u64,
+    /// Storage calls retried after a retryable error (readings and outputs).
+    pub store_retries: u64,
+    /// Outputs not published on MQTT because the request queue was full (they are stored).
+    pub publish_dropped: u64,
+    /// Raw readings replayed from the store at start to rebuild window state.
+    pub replayed_readings: u64,
+    /// Outputs given up at shutdown because storage stayed unavailable past the drain deadline.
+    pub outputs_lost: u64,
 }
 
 /// Why the core stopped with an error.
@@ -127,12 +138,13 @@ pub enum CoreError {
     Runtime(String),
 }
 
-/// Shared counters, exported on `/metrics`.
+/// Shared counters: the [`CoreReport`] returned by [`run()`] and the metric families exported on
+/// `/metrics` (see [`crate::health`]).
 #[derive(Debug, Default)]
 pub struct Counters {
     report: Mutex<CoreReport>,
-    rejected_by_source: Mutex<BTreeMap<(String, String), u64>>,
-    ready: AtomicBool,
+    readiness: Readiness,
+    metrics: Metrics,
 }
 
 impl Counters {
@@ -140,42 +152,52 @@ impl Counters {
         f(&mut self.report.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Prometheus text exposition.
+    /// A snapshot of the report so far.
+    pub fn report(&self) -> CoreReport {
+        self.with(|r| r.clone())
+    }
+
+    /// The metric families.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Readiness inputs (subscribed, storage writable).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// Text exposition of every metric (OpenMetrics 1.0 text, which Prometheus scrapes).
     pub fn prometheus(&self) -> String {
-        let r = self.with(|r| r.clone());
-        let mut s = String::new();
-        let mut c =
-            |name: &str, v: u64| s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
-        c("citybrain_core_messages_total", r.messages);
-        c("citybrain_core_readings_valid_total", r.readings_valid);
-        c("citybrain_core_readings_new_total", r.readings_new);
-        c("citybrain_core_retained_skipped_total", r.retained_skipped);
-        c("citybrain_core_aggregates_total", r.aggregates);
-        c("citybrain_core_alerts_total", r.alerts);
-        c("citybrain_core_subscribes_total", r.subscribes);
-        s.push_str("# TYPE citybrain_core_rejected_total counter\n");
-        for (k, v) in &r.rejected {
-            s.push_str(&format!(
-                "citybrain_core_rejected_total{{reason=\"{k}\"}} {v}\n"
-            ));
-        }
-        for ((src, k), v) in self
+        self.metrics.encode()
+    }
+
+    fn reject(&self, d: &DeadLetter) {
+        self.with(|r| *r.rejected.entry(d.reason.clone()).or_default() += 1);
+        self.metrics
+            .rejected
+            .get_or_create(&label("reason", &d.reason))
+            .inc();
+        self.metrics
             .rejected_by_source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            s.push_str(&format!(
-                "citybrain_core_rejected_by_source_total{{source=\"{src}\",reason=\"{k}\"}} {v}\n"
-            ));
-        }
-        s.push_str("# TYPE citybrain_core_dropped_total counter\n");
-        for (k, v) in &r.dropped {
-            s.push_str(&format!(
-                "citybrain_core_dropped_total{{reason=\"{k}\"}} {v}\n"
-            ));
-        }
-        s
+            .get_or_create(&vec![
+                ("source".to_string(), d.source.clone()),
+                ("reason".to_string(), d.reason.clone()),
+            ])
+            .inc();
+    }
+
+    fn set_storage_ok(&self, ok: bool) {
+        self.readiness.storage_ok.store(ok, Ordering::Release);
+        self.metrics.storage_ok.set(i64::from(ok));
+    }
+
+    fn store_retry(&self, op: &str) {
+        self.with(|r| r.store_retries += 1);
+        self.metrics
+            .store_retries
+            .get_or_create(&label("op", op))
+            .inc();
     }
 }
 
@@ -315,7 +337,7 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     drop(guards);
     let _ = sink.join();
     rt.shutdown_timeout(Duration::from_secs(2));
-    let report = counters.with(|r| r.clone());
+    let report = counters.report();
     Ok(report)
 }
 
@@ -364,15 +386,21 @@ fn dead_letter(
 /// shutdown is requested.
 async fn with_retry<T: Send + 'static>(
     shutdown: &CancellationToken,
+    counters: &Counters,
     f: impl Fn() -> Result<T, StoreError> + Send + Sync + Clone + 'static,
 ) -> Option<T> {
     let mut delay = Duration::from_millis(50);
     loop {
         let g = f.clone();
         match tokio::task::spawn_blocking(g).await {
-            Ok(Ok(v)) => return Some(v),
+            Ok(Ok(v)) => {
+                counters.set_storage_ok(true);
+                return Some(v);
+            }
             Ok(Err(e)) if e.is_retryable() => {
-                tracing::warn!(error = %e, "storage unavailable, retrying")
+                counters.set_storage_ok(false);
+                counters.store_retry("readings");
+                tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "storage unavailable, retrying");
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "storage write failed permanently");
@@ -429,16 +457,24 @@ async fn ingest(
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
-                if !ack.session_present {
+                counters.with(|r| r.connacks += 1);
+                counters.metrics.connacks.inc();
+                if ack.session_present {
+                    // The broker kept our subscription.
+                    counters.readiness.subscribed.store(true, Ordering::Release);
+                } else {
                     for f in &filters {
                         if let Err(e) = client.subscribe(f.clone(), QoS::AtLeastOnce).await {
                             tracing::warn!(error = %e, filter = %f, "subscribe request failed");
                         }
                     }
                     counters.with(|r| r.subscribes += 1);
+                    counters.metrics.subscribes.inc();
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => counters.ready.store(true, Ordering::Release),
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                counters.readiness.subscribed.store(true, Ordering::Release)
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.retain {
                     counters.with(|r| r.retained_skipped += 1);
@@ -508,12 +544,12 @@ async fn ingest(
                 let new = if good.is_empty() {
                     Some(0)
                 } else {
-                    with_retry(&shutdown, move || s1.write_readings(&g1, now)).await
+                    with_retry(&shutdown, &counters, move || s1.write_readings(&g1, now)).await
                 };
                 let Some(new) = new else { break };
                 if !dead.is_empty() {
                     let (s2, d2) = (store.clone(), dead.clone());
-                    if with_retry(&shutdown, move || s2.write_dead_letters(&d2))
+                    if with_retry(&shutdown, &counters, move || s2.write_dead_letters(&d2))
                         .await
                         .is_none()
                     {
@@ -527,18 +563,17 @@ async fn ingest(
                     r.messages += 1;
                     r.readings_valid += n_good;
                     r.readings_new += new as u64;
-                    for d in dead.iter() {
-                        *r.rejected.entry(d.reason.clone()).or_default() += 1;
-                    }
                 });
-                {
-                    let mut by = counters
-                        .rejected_by_source
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    for d in dead.iter() {
-                        *by.entry((d.source.clone(), d.reason.clone())).or_default() += 1;
-                    }
+                counters.metrics.messages.inc();
+                counters.metrics.readings_valid.inc_by(n_good);
+                counters.metrics.readings_stored.inc_by(new as u64);
+                for d in dead.iter() {
+                    counters.reject(d);
+                }
+                for r in good.iter() {
+                    let lag = now - r.ts_ms;
+                    counters.metrics.ingest_lag_ms.observe(lag as f64);
+                    counters.metrics.ingest_lag_last_ms.set(lag);
                 }
                 let mut batch: Vec<CoreInput> = Vec::with_capacity(good.len() + dead.len());
                 for r in good.iter() {
@@ -562,7 +597,10 @@ async fn ingest(
             }
             Ok(_) => {}
             Err(e) => {
-                counters.ready.store(false, Ordering::Release);
+                counters
+                    .readiness
+                    .subscribed
+                    .store(false, Ordering::Release);
                 let jitter =
                     Duration::from_millis(u64::try_from(now_ms().rem_euclid(100)).unwrap_or(0));
                 tracing::warn!(error = %e, delay_ms = (backoff + jitter).as_millis() as u64, "mqtt connection error, reconnecting");
@@ -619,13 +657,27 @@ fn sink_loop(
                 CoreOutput::Alert(a) => alerts.push(a),
                 CoreOutput::Quality(q) => quality.push(q),
                 CoreOutput::Dropped { reason, .. } => {
-                    counters.with(|r| *r.dropped.entry(reason).or_default() += 1)
+                    counters.with(|r| *r.dropped.entry(reason.clone()).or_default() += 1);
+                    counters
+                        .metrics
+                        .dropped
+                        .get_or_create(&label("reason", &reason))
+                        .inc();
                 }
             }
         }
         retry(&|| store.upsert_aggregates(&aggs));
         retry(&|| store.write_alerts(&alerts));
         retry(&|| store.write_quality(&quality));
+        counters
+            .metrics
+            .aggregates_written
+            .inc_by(aggs.len() as u64);
+        counters.metrics.alerts_written.inc_by(alerts.len() as u64);
+        counters
+            .metrics
+            .quality_rows_written
+            .inc_by(quality.len() as u64);
         counters.with(|r| {
             r.aggregates += aggs.len() as u64;
             r.alerts += alerts.len() as u64;
@@ -659,35 +711,11 @@ async fn health(
     counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let (mut sock, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => match a { Ok(s) => s, Err(_) => continue },
-        };
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/healthz" => ("200 OK", "ok\n".to_string()),
-                "/readyz" if counters.ready.load(Ordering::Acquire) => {
-                    ("200 OK", "ready\n".to_string())
-                }
-                "/readyz" => ("503 Service Unavailable", "not subscribed\n".to_string()),
-                "/metrics" => ("200 OK", counters.prometheus()),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+    let app = crate::health::router(counters);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "health server failed");
     }
 }

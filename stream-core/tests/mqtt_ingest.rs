@@ -1,51 +1,16 @@
 //! Real Mosquitto: good traffic mixed with bad messages → each refusal counted under its reason, the
 //! good readings stored exactly once; aggregates come out after shutdown (finite flush).
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command};
 use std::time::Duration;
 use stream_core::store::{SeriesStore, SqliteStore};
 use stream_core::{CoreConfig, run};
 use telemetry::{DeviceId, DistrictId, Measurement, ParkingChange, Reading, SiteId, TimeSource};
 use tokio_util::sync::CancellationToken;
 
-struct Broker(Child);
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_mosquitto(dir: &std::path::Path, port: u16) -> Option<Broker> {
-    let bin = "/usr/sbin/mosquitto";
-    if !std::path::Path::new(bin).exists() {
-        if std::env::var("CITYBRAIN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("mosquitto missing and CITYBRAIN_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIP: {bin} not installed");
-        return None;
-    }
-    let conf = dir.join("m.conf");
-    let mut f = std::fs::File::create(&conf).unwrap();
-    writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nset_tcp_nodelay true\nuser root", dir.display()).unwrap();
-    let broker = Broker(Command::new(bin).arg("-c").arg(&conf).spawn().unwrap());
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(broker);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("mosquitto did not start");
+async fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
 }
 
 fn reading(seq: u32, ts: i64) -> Reading {
@@ -67,12 +32,12 @@ fn reading(seq: u32, ts: i64) -> Reading {
 
 #[test]
 fn bad_messages_counted_good_ones_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let Some(_broker) = start_mosquitto(dir.path(), port) else {
+    let Some(broker) = testkit::Mosquitto::start("bad_messages_counted_good_ones_stored") else {
         return;
     };
-    let http = free_port();
+    let port = broker.port;
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_port();
     let db = dir.path().join("core.sqlite");
     let mut cfg = CoreConfig::default();
     cfg.mqtt.port = port;
@@ -86,18 +51,17 @@ fn bad_messages_counted_good_ones_stored() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // wait until ready (subscribed)
+        let base = format!("http://127.0.0.1:{http}");
+        let mut ready = false;
         for _ in 0..100 {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                s.write_all(b"GET /readyz HTTP/1.1\r\n\r\n").await.unwrap();
-                let mut b = String::new();
-                let _ = s.read_to_string(&mut b).await;
-                if b.contains("200 OK") {
-                    break;
-                }
+            if let Some((200, _)) = get(&format!("{base}/readyz")).await {
+                ready = true;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(ready, "/readyz never returned 200");
+        assert_eq!(get(&format!("{base}/healthz")).await.unwrap().0, 200);
         let mut o = rumqttc::MqttOptions::new("pub-test", "127.0.0.1", port);
         o.set_max_packet_size(1 << 20, 1 << 20);
         let (c, mut el) = rumqttc::AsyncClient::new(o, 100);
@@ -174,6 +138,23 @@ fn bad_messages_counted_good_ones_stored() {
         .unwrap(); // ts_future
         assert_eq!(good, 20);
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let (status, text) = get(&format!("{base}/metrics")).await.unwrap();
+        assert_eq!(status, 200);
+        for line in [
+            "citybrain_core_readings_stored_total 20",
+            "citybrain_core_readings_valid_total 21",
+            "citybrain_core_messages_total 28",
+            "citybrain_core_rejected_total{reason=\"malformed_json\"} 1",
+            "citybrain_core_rejected_total{reason=\"ts_future\"} 1",
+            "citybrain_core_rejected_by_source_total{source=\"L1-b0\",reason=\"ts_seconds\"} 1",
+            "citybrain_core_storage_ok 1",
+            "citybrain_core_subscribes_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
     });
     shutdown.cancel();
     let report = core.join().unwrap().unwrap();
