@@ -10,6 +10,7 @@
 //!   quality, district roll-up), each unit-tested directly.
 //! - [`dataflow`]: the timely dataflow wrapping the cores, and a finite runner.
 //! - [`watermark`]: event time capped by processing time.
+//! - [`recovery`]: rebuilds window state after a crash by replaying the raw store.
 //! - [`run`](mod@run): the service — MQTT ingest, dataflow, sink ([`CoreConfig`], [`run()`]).
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` (axum, prometheus-client).
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod dedup;
 pub mod health;
 pub mod model;
 pub mod quality;
+pub mod recovery;
 pub mod rollup;
 pub mod run;
 pub mod store;

@@ -1,12 +1,38 @@
 //! The core as a service: MQTT ingest (ack after durable write) → raw store → timely dataflow →
-//! aggregates, alerts and quality into the store and onto MQTT; health HTTP.
+//! aggregates, alerts and quality into the store and onto MQTT; health HTTP ([`crate::health`]).
 //!
-//! Flow control: one MQTT message is decoded, its valid readings written in one SQLite transaction and
-//! only then acknowledged (acks are therefore in receive order). When storage fails the message is retried
-//! with capped exponential backoff and nothing further is acknowledged — the broker keeps the rest (the
-//! persistent session holds them). Records go to the dataflow through a bounded channel
-//! (`channel_capacity`; full = the ingest waits); outputs go to the sink through a bounded channel (full
-//! = timely workers wait).
+//! # Flow control
+//! Two tasks share the ingest connection:
+//! - the **reader** polls the rumqttc event loop all the time (so keep-alive pings go out even while
+//!   storage is down), decodes and validates each message (sans-IO) and puts it into the **ingest
+//!   buffer**: a bounded queue of received-but-unacknowledged messages, capacity
+//!   [`CoreConfig::ingest_buffer_messages`] (default 100, above Mosquitto's default in-flight window of
+//!   20 QoS 1 messages per client — the broker sends no more until we acknowledge, so in practice the
+//!   buffer never fills). **Full policy: block** — the reader stops taking events from the event loop
+//!   until the writer frees a slot; nothing is dropped.
+//! - the **writer** takes messages in receive order, writes their valid readings in one SQLite
+//!   transaction (and dead letters), retrying a retryable failure with capped exponential backoff
+//!   (50 ms … `store_retry_max_ms`) for as long as it takes, and only then acknowledges (PUBACKs
+//!   therefore leave in receive order) and feeds the dataflow. While a write fails `/readyz` says 503
+//!   and the watermark does not advance with the wall clock (buffered readings would otherwise turn
+//!   late). A write refused as invalid (not retryable) becomes a `store_invalid` dead letter, counted.
+//!
+//! Aggregates and alerts are published on a second connection (`<client_id>-out`), so output traffic
+//! can never fill the ingest connection's request queue and block acknowledgements. Records go to the
+//! dataflow through a bounded channel (`channel_capacity`; full = the writer waits); outputs go to the
+//! sink through a bounded channel (full = timely workers wait); the sink retries storage like the writer.
+//!
+//! # Shutdown
+//! On cancel the reader stops taking messages, keeps polling so acknowledgements go out, and waits for the
+//! writer to drain the buffer (deadline `drain_deadline_ms`); messages not written by then stay
+//! unacknowledged and the broker redelivers them to the next session (clean session is off). Closing the
+//! dataflow input flushes every window (finite flush); the sink gives up outputs it cannot store within
+//! the drain deadline and counts them (`outputs_lost`).
+//!
+//! # Recovery after a crash
+//! See [`crate::recovery`]: on start the writer replays the raw readings of the retention period from
+//! the store into the dataflow before any live message, so windows that were open at the crash are
+//! rebuilt from what was already acknowledged.
 
 use crate::dataflow::{build, emit};
 use crate::health::{Metrics, Readiness, label};
@@ -20,9 +46,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use telemetry::Limits;
 use telemetry::mqtt::MqttEndpoint;
 use telemetry::registry::Registry;
+use telemetry::{Limits, Reading};
 use tokio_util::sync::CancellationToken;
 
 /// Largest payload kept in a dead letter, bytes.
@@ -60,6 +86,16 @@ pub struct CoreConfig {
     pub channel_capacity: usize,
     /// Publish aggregates and alerts on MQTT.
     pub publish: bool,
+    /// Received-but-unacknowledged messages held while they are written (full = stop reading from the
+    /// event loop; keep above the broker's in-flight window, Mosquitto's default is 20). Default 100.
+    pub ingest_buffer_messages: usize,
+    /// Longest wait between storage retries, ms (backoff doubles from 50 ms). Default 5,000.
+    pub store_retry_max_ms: u64,
+    /// At shutdown, how long to keep draining the ingest buffer and the output sink, ms. Default 5,000.
+    pub drain_deadline_ms: u64,
+    /// Rebuild window state at start by replaying raw readings from the store (see
+    /// [`crate::recovery`]). Default true.
+    pub replay_on_start: bool,
 }
 
 impl Default for CoreConfig {
@@ -82,6 +118,10 @@ impl Default for CoreConfig {
             idle_advance_ms: 5_000,
             channel_capacity: 1024,
             publish: true,
+            ingest_buffer_messages: 100,
+            store_retry_max_ms: 5_000,
+            drain_deadline_ms: 5_000,
+            replay_on_start: true,
         }
     }
 }
@@ -234,6 +274,11 @@ pub fn mqtt_options(ep: &MqttEndpoint) -> Result<MqttOptions, CoreError> {
 /// [`CoreError`] on bad config, storage or registry that cannot be opened, or a runtime failure.
 pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, CoreError> {
     cfg.windows.validate().map_err(CoreError::Config)?;
+    if cfg.ingest_buffer_messages == 0 {
+        return Err(CoreError::Config(
+            "ingest_buffer_messages must be > 0".into(),
+        ));
+    }
     let registry = match &cfg.registry_path {
         Some(p) => Registry::load(p).map_err(|e| CoreError::Registry(e.to_string()))?,
         None => Registry::default(),
@@ -241,6 +286,9 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     let info = Arc::new(SiteInfo::from_registry(&registry));
     let store = open_store(&cfg.store)?;
     let opts = mqtt_options(&cfg.mqtt)?;
+    let mut out_opts = mqtt_options(&cfg.mqtt)?;
+    out_opts.set_client_id(format!("{}-out", cfg.mqtt.client_id));
+    out_opts.set_manual_acks(false);
     let counters = Arc::new(Counters::default());
     let wm = Arc::new(AtomicU64::new(0));
     let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Vec<CoreInput>)>(cfg.channel_capacity.max(1));
@@ -251,14 +299,17 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
         .enable_all()
         .build()
         .map_err(|e| CoreError::Runtime(e.to_string()))?;
-    let (client, eventloop) = AsyncClient::new(opts, 64);
+    // Request queue: subscribes and one ack per buffered message (see the module notes).
+    let (client, eventloop) = AsyncClient::new(opts, 2 * cfg.ingest_buffer_messages + 16);
+    let (out_client, out_eventloop) = AsyncClient::new(out_opts, 1024);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&cfg.http_addr))
         .map_err(|e| CoreError::Config(format!("http_addr {}: {e}", cfg.http_addr)))?;
     rt.spawn(health(listener, counters.clone(), shutdown.clone()));
-    let ingest = rt.spawn(ingest(
+    let (buf_tx, buf_rx) = tokio::sync::mpsc::channel::<Received>(cfg.ingest_buffer_messages);
+    let writer = rt.spawn(writer(
+        buf_rx,
         client.clone(),
-        eventloop,
         cfg.clone(),
         store.clone(),
         counters.clone(),
@@ -266,10 +317,32 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
         tx,
         shutdown.clone(),
     ));
+    let ingest = rt.spawn(reader(
+        client,
+        eventloop,
+        cfg.clone(),
+        counters.clone(),
+        buf_tx,
+        writer,
+        shutdown.clone(),
+    ));
+    let out_stop = CancellationToken::new();
+    if cfg.publish {
+        rt.spawn(output_connection(out_eventloop, out_stop.clone()));
+    }
     let sink = {
-        let (store, counters, client, publish) =
-            (store.clone(), counters.clone(), client.clone(), cfg.publish);
-        std::thread::spawn(move || sink_loop(out_rx, store, counters, client, publish))
+        let (store, counters, publish) = (store.clone(), counters.clone(), cfg.publish);
+        let (shutdown, retry_max, drain) = (
+            shutdown.clone(),
+            Duration::from_millis(cfg.store_retry_max_ms.max(50)),
+            Duration::from_millis(cfg.drain_deadline_ms),
+        );
+        let out_client = out_client.clone();
+        std::thread::spawn(move || {
+            sink_loop(
+                out_rx, store, counters, out_client, publish, shutdown, retry_max, drain,
+            )
+        })
     };
 
     let timely_cfg = timely_config(&cfg)?;
@@ -290,6 +363,7 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
             let out = build(input.to_stream(scope), &wcfg, &info);
             timely::dataflow::operators::Probe::probe_with(
                 emit(out, "WriteSeries", move |_, x| {
+                    // Blocks while the sink is behind (backpressure); fails only after the sink ended.
                     let _ = out_tx.send(x);
                 }),
                 &probe,
@@ -331,14 +405,21 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
         while worker.step() {}
     })
     .map_err(CoreError::Runtime)?;
-    // Worker 0 leaves when the ingest dropped its sender; tell the other local workers too.
+    // Worker 0 leaves when the writer dropped its sender; tell the other local workers too.
     let _ = rt.block_on(ingest);
     done.store(true, Ordering::Release);
     drop(guards);
     let _ = sink.join();
+    if cfg.publish {
+        // Let the last publications go out.
+        rt.block_on(async {
+            let _ = out_client.disconnect().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        });
+    }
+    out_stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(2));
-    let report = counters.report();
-    Ok(report)
+    Ok(counters.report())
 }
 
 fn timely_config(cfg: &CoreConfig) -> Result<timely::Config, CoreError> {
@@ -382,61 +463,138 @@ fn dead_letter(
     }
 }
 
-/// Retries a storage call with capped exponential backoff until it succeeds, fails permanently or
-/// shutdown is requested.
+/// Retries a storage call with capped exponential backoff until it succeeds or fails permanently; after
+/// shutdown it gives up once `drain` has passed. `Ok(None)` = gave up (shutdown), `Err` = permanent.
 async fn with_retry<T: Send + 'static>(
     shutdown: &CancellationToken,
     counters: &Counters,
+    retry_max: Duration,
+    drain: Duration,
     f: impl Fn() -> Result<T, StoreError> + Send + Sync + Clone + 'static,
-) -> Option<T> {
+) -> Result<Option<T>, StoreError> {
     let mut delay = Duration::from_millis(50);
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let g = f.clone();
         match tokio::task::spawn_blocking(g).await {
             Ok(Ok(v)) => {
                 counters.set_storage_ok(true);
-                return Some(v);
+                return Ok(Some(v));
             }
             Ok(Err(e)) if e.is_retryable() => {
                 counters.set_storage_ok(false);
                 counters.store_retry("readings");
                 tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "storage unavailable, retrying");
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "storage write failed permanently");
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "storage task failed");
-                return None;
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(StoreError::Other(format!("storage task failed: {e}"))),
+        }
+        if shutdown.is_cancelled() {
+            let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain);
+            if tokio::time::Instant::now() >= d {
+                return Ok(None);
             }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled(), if deadline.is_none() => {}
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = (delay * 2).min(retry_max);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn ingest(
+/// A received message, decoded and validated, waiting in the ingest buffer for its durable write.
+struct Received {
+    publish: rumqttc::Publish,
+    /// `parking`, `grid` or `unknown` (from the topic).
+    dataset: &'static str,
+    good: Vec<Reading>,
+    dead: Vec<DeadLetter>,
+    /// Receive time, UTC epoch ms.
+    now_ms: i64,
+}
+
+/// Topic check, JSON decoding and validation of one message (sans-IO).
+fn decode(p: &rumqttc::Publish, limits: &Limits, now: i64) -> Received {
+    let topic = p.topic.clone();
+    let mut dead = Vec::new();
+    let mut good = Vec::new();
+    let parsed = telemetry::topic::parse(&topic);
+    let topic_source = match &parsed {
+        Ok(telemetry::topic::Topic::Device { device, .. }) => (*device).to_string(),
+        Ok(telemetry::topic::Topic::GatewayBatch { gateway }) => (*gateway).to_string(),
+        _ => "unknown".to_string(),
+    };
+    let dataset = match &parsed {
+        Ok(telemetry::topic::Topic::Device { kind, .. }) => kind.as_str(),
+        _ => "unknown",
+    };
+    match parsed {
+        Err(reason) => dead.push(dead_letter(
+            &topic,
+            &topic_source,
+            reason.as_str(),
+            "topic off schema",
+            &p.payload,
+        )),
+        Ok(t) => match telemetry::json::decode(&p.payload, limits, now) {
+            Err(rej) => dead.push(dead_letter(
+                &topic,
+                &topic_source,
+                rej.reason.as_str(),
+                &rej.detail,
+                &p.payload,
+            )),
+            Ok(d) => {
+                for rej in d.rejected {
+                    dead.push(dead_letter(
+                        &topic,
+                        &topic_source,
+                        rej.reason.as_str(),
+                        &rej.detail,
+                        &p.payload,
+                    ));
+                }
+                for r in d.readings {
+                    match telemetry::topic::check_reading_topic(&r, &t) {
+                        Ok(()) => good.push(r),
+                        Err(reason) => dead.push(dead_letter(
+                            &topic,
+                            r.device.as_str(),
+                            reason.as_str(),
+                            "reading disagrees with topic",
+                            &p.payload,
+                        )),
+                    }
+                }
+            }
+        },
+    }
+    Received {
+        publish: p.clone(),
+        dataset,
+        good,
+        dead,
+        now_ms: now,
+    }
+}
+
+/// The reader: polls the event loop, (re)subscribes, decodes, fills the ingest buffer. See the module
+/// notes for the full-buffer policy and the shutdown drain.
+async fn reader(
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
     cfg: CoreConfig,
-    store: Arc<dyn SeriesStore>,
     counters: Arc<Counters>,
-    wm_shared: Arc<AtomicU64>,
-    tx: tokio::sync::mpsc::Sender<(u64, Vec<CoreInput>)>,
+    buf_tx: tokio::sync::mpsc::Sender<Received>,
+    writer: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
 ) {
     let limits = Limits {
         max_payload_bytes: cfg.limits_max_payload_bytes,
         ..Limits::default()
     };
-    let mut wm = Watermark::new(cfg.idle_advance_ms);
     let mut backoff = Duration::from_millis(100);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let filters: Vec<String> = telemetry::topic::ingest_filters()
         .into_iter()
         .map(|f| match &cfg.share_group {
@@ -445,13 +603,13 @@ async fn ingest(
         })
         .collect();
     loop {
+        // Full buffer: wait for a slot before taking the next event (backpressure, never drop).
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = buf_tx.reserve() => match p { Ok(p) => p, Err(_) => break },
+        };
         let ev = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                let w = wm.tick(now_ms());
-                publish_wm(&wm_shared, w);
-                continue;
-            }
             ev = eventloop.poll() => ev,
         };
         match ev {
@@ -463,6 +621,7 @@ async fn ingest(
                     // The broker kept our subscription.
                     counters.readiness.subscribed.store(true, Ordering::Release);
                 } else {
+                    // rumqttc does not re-subscribe by itself (see PITFALLS).
                     for f in &filters {
                         if let Err(e) = client.subscribe(f.clone(), QoS::AtLeastOnce).await {
                             tracing::warn!(error = %e, filter = %f, "subscribe request failed");
@@ -481,119 +640,9 @@ async fn ingest(
                     let _ = client.ack(&p).await;
                     continue;
                 }
-                let now = now_ms();
-                let topic = p.topic.clone();
-                let mut dead = Vec::new();
-                let mut good = Vec::new();
-                let parsed = telemetry::topic::parse(&topic);
-                let topic_source = match &parsed {
-                    Ok(telemetry::topic::Topic::Device { device, .. }) => (*device).to_string(),
-                    Ok(telemetry::topic::Topic::GatewayBatch { gateway }) => (*gateway).to_string(),
-                    _ => "unknown".to_string(),
-                };
-                let topic_kind = match &parsed {
-                    Ok(telemetry::topic::Topic::Device { kind, .. }) => kind.as_str(),
-                    _ => "unknown",
-                };
-                match parsed {
-                    Err(reason) => dead.push(dead_letter(
-                        &topic,
-                        &topic_source,
-                        reason.as_str(),
-                        "topic off schema",
-                        &p.payload,
-                    )),
-                    Ok(t) => match telemetry::json::decode(&p.payload, &limits, now) {
-                        Err(rej) => dead.push(dead_letter(
-                            &topic,
-                            &topic_source,
-                            rej.reason.as_str(),
-                            &rej.detail,
-                            &p.payload,
-                        )),
-                        Ok(d) => {
-                            for rej in d.rejected {
-                                dead.push(dead_letter(
-                                    &topic,
-                                    &topic_source,
-                                    rej.reason.as_str(),
-                                    &rej.detail,
-                                    &p.payload,
-                                ));
-                            }
-                            for r in d.readings {
-                                match telemetry::topic::check_reading_topic(&r, &t) {
-                                    Ok(()) => good.push(r),
-                                    Err(reason) => dead.push(dead_letter(
-                                        &topic,
-                                        r.device.as_str(),
-                                        reason.as_str(),
-                                        "reading disagrees with topic",
-                                        &p.payload,
-                                    )),
-                                }
-                            }
-                        }
-                    },
-                }
-                // Durable first, then acknowledge.
-                let n_good = good.len() as u64;
-                let good = Arc::new(good);
-                let dead = Arc::new(dead);
-                let (s1, g1) = (store.clone(), good.clone());
-                let new = if good.is_empty() {
-                    Some(0)
-                } else {
-                    with_retry(&shutdown, &counters, move || s1.write_readings(&g1, now)).await
-                };
-                let Some(new) = new else { break };
-                if !dead.is_empty() {
-                    let (s2, d2) = (store.clone(), dead.clone());
-                    if with_retry(&shutdown, &counters, move || s2.write_dead_letters(&d2))
-                        .await
-                        .is_none()
-                    {
-                        break;
-                    }
-                }
-                if let Err(e) = client.ack(&p).await {
-                    tracing::warn!(error = %e, "ack failed");
-                }
-                counters.with(|r| {
-                    r.messages += 1;
-                    r.readings_valid += n_good;
-                    r.readings_new += new as u64;
-                });
-                counters.metrics.messages.inc();
-                counters.metrics.readings_valid.inc_by(n_good);
-                counters.metrics.readings_stored.inc_by(new as u64);
-                for d in dead.iter() {
-                    counters.reject(d);
-                }
-                for r in good.iter() {
-                    let lag = now - r.ts_ms;
-                    counters.metrics.ingest_lag_ms.observe(lag as f64);
-                    counters.metrics.ingest_lag_last_ms.set(lag);
-                }
-                let mut batch: Vec<CoreInput> = Vec::with_capacity(good.len() + dead.len());
-                for r in good.iter() {
-                    wm.observe(r.ts_ms, now);
-                    batch.push(CoreInput::Reading {
-                        reading: r.clone(),
-                        ingest_ms: now,
-                    });
-                }
-                for d in dead.iter() {
-                    batch.push(CoreInput::Rejected {
-                        source: d.source.clone(),
-                        dataset: topic_kind.into(),
-                    });
-                }
-                let t = u64::try_from(wm.get().max(0)).unwrap_or(0);
-                if tx.send((t, batch)).await.is_err() {
-                    break;
-                }
-                publish_wm(&wm_shared, wm.get());
+                permit.send(decode(&p, &limits, now_ms()));
+                let held = buf_tx.max_capacity() - buf_tx.capacity();
+                counters.metrics.buffer_messages.set(held as i64);
             }
             Ok(_) => {}
             Err(e) => {
@@ -612,34 +661,240 @@ async fn ingest(
             }
         }
     }
+    // Drain: no new messages; keep polling so the writer's acknowledgements go out.
+    drop(buf_tx);
+    let deadline = tokio::time::sleep(Duration::from_millis(cfg.drain_deadline_ms + 1_000));
+    tokio::pin!(writer, deadline);
+    loop {
+        tokio::select! {
+            _ = &mut writer => break,
+            _ = &mut deadline => {
+                tracing::warn!("ingest writer did not drain in time; unacknowledged messages will be redelivered");
+                writer.abort();
+                break;
+            }
+            ev = eventloop.poll() => {
+                // Messages arriving now are not acknowledged: the broker redelivers them later.
+                if ev.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
     let _ = client.disconnect().await;
     // Let the disconnect go out.
     let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+}
+
+/// The writer: durable write (with retry), then acknowledge, then feed the dataflow. Replays the raw
+/// store first (see [`crate::recovery`]).
+#[allow(clippy::too_many_arguments)]
+async fn writer(
+    mut rx: tokio::sync::mpsc::Receiver<Received>,
+    client: AsyncClient,
+    cfg: CoreConfig,
+    store: Arc<dyn SeriesStore>,
+    counters: Arc<Counters>,
+    wm_shared: Arc<AtomicU64>,
+    tx: tokio::sync::mpsc::Sender<(u64, Vec<CoreInput>)>,
+    shutdown: CancellationToken,
+) {
+    let mut wm = Watermark::new(cfg.idle_advance_ms);
+    if cfg.replay_on_start {
+        match crate::recovery::replay(store.clone(), &cfg.windows, &tx, &mut wm).await {
+            Ok(n) => {
+                counters.with(|r| r.replayed_readings += n);
+                counters.metrics.replayed_readings.inc_by(n);
+                publish_wm(&wm_shared, wm.get());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "replay of stored readings failed; windows start empty")
+            }
+        }
+    }
+    let retry_max = Duration::from_millis(cfg.store_retry_max_ms.max(50));
+    let drain = Duration::from_millis(cfg.drain_deadline_ms);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let item = tokio::select! {
+            x = rx.recv() => match x { Some(x) => x, None => break },
+            _ = tick.tick() => {
+                // Quiet sources: move with the wall clock, but not while messages wait to be written.
+                if rx.is_empty() && counters.readiness.storage_ok.load(Ordering::Acquire) {
+                    publish_wm(&wm_shared, wm.tick(now_ms()));
+                }
+                continue;
+            }
+        };
+        counters.metrics.buffer_messages.set(rx.len() as i64);
+        let Received {
+            publish,
+            dataset,
+            good,
+            mut dead,
+            now_ms: now,
+        } = item;
+        let n_good = good.len() as u64;
+        let good = Arc::new(good);
+        let (s1, g1) = (store.clone(), good.clone());
+        let written = if good.is_empty() {
+            Ok(Some(0))
+        } else {
+            with_retry(&shutdown, &counters, retry_max, drain, move || {
+                s1.write_readings(&g1, now)
+            })
+            .await
+        };
+        let (new, stored) = match written {
+            Ok(Some(n)) => (n as u64, true),
+            // Shutdown with storage still down: leave it unacknowledged (redelivered next session).
+            Ok(None) => break,
+            Err(e) => {
+                // Retrying cannot help: keep the payload as a dead letter rather than block forever.
+                tracing::error!(error = %e, topic = %publish.topic, "readings refused by storage");
+                dead.push(dead_letter(
+                    &publish.topic,
+                    good.first().map_or("unknown", |r| r.device.as_str()),
+                    "store_invalid",
+                    &e.to_string(),
+                    &publish.payload,
+                ));
+                (0, false)
+            }
+        };
+        if !dead.is_empty() {
+            let (s2, d2) = (store.clone(), Arc::new(dead.clone()));
+            match with_retry(&shutdown, &counters, retry_max, drain, move || {
+                s2.write_dead_letters(&d2)
+            })
+            .await
+            {
+                Ok(Some(())) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "dead letters refused by storage (counted only)")
+                }
+            }
+        }
+        if let Err(e) = client.ack(&publish).await {
+            tracing::warn!(error = %e, "ack failed");
+        }
+        counters.with(|r| {
+            r.messages += 1;
+            r.readings_valid += n_good;
+            r.readings_new += new;
+        });
+        counters.metrics.messages.inc();
+        counters.metrics.readings_valid.inc_by(n_good);
+        counters.metrics.readings_stored.inc_by(new);
+        for d in &dead {
+            counters.reject(d);
+        }
+        let mut batch: Vec<CoreInput> = Vec::with_capacity(good.len() + dead.len());
+        if stored {
+            for r in good.iter() {
+                let lag = now - r.ts_ms;
+                counters.metrics.ingest_lag_ms.observe(lag as f64);
+                counters.metrics.ingest_lag_last_ms.set(lag);
+                wm.observe(r.ts_ms, now);
+                batch.push(CoreInput::Reading {
+                    reading: r.clone(),
+                    ingest_ms: now,
+                });
+            }
+        }
+        for d in &dead {
+            batch.push(CoreInput::Rejected {
+                source: d.source.clone(),
+                dataset: dataset.into(),
+            });
+        }
+        let t = u64::try_from(wm.get().max(0)).unwrap_or(0);
+        if tx.send((t, batch)).await.is_err() {
+            break;
+        }
+        publish_wm(&wm_shared, wm.get());
+    }
 }
 
 fn publish_wm(shared: &AtomicU64, w: i64) {
     shared.fetch_max(u64::try_from(w.max(0)).unwrap_or(0), Ordering::AcqRel);
 }
 
+/// Keeps the output connection (aggregates and alerts) polled, reconnecting with backoff.
+async fn output_connection(mut eventloop: rumqttc::EventLoop, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "mqtt output connection error, reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Writes outputs to the store (retrying like the writer; after shutdown, up to `drain`) and publishes
+/// them on MQTT (best effort: the store is the record; a full request queue is counted).
+#[allow(clippy::too_many_arguments)]
 fn sink_loop(
     rx: std::sync::mpsc::Receiver<CoreOutput>,
     store: Arc<dyn SeriesStore>,
     counters: Arc<Counters>,
     client: AsyncClient,
     publish: bool,
+    shutdown: CancellationToken,
+    retry_max: Duration,
+    drain: Duration,
 ) {
-    let retry = |f: &dyn Fn() -> Result<(), StoreError>| {
+    let retry = |n: usize, f: &dyn Fn() -> Result<(), StoreError>| -> bool {
+        if n == 0 {
+            return true;
+        }
         let mut delay = Duration::from_millis(50);
-        for _ in 0..20 {
+        let mut deadline: Option<std::time::Instant> = None;
+        loop {
             match f() {
-                Ok(()) => return,
-                Err(e) if e.is_retryable() => std::thread::sleep(delay),
+                Ok(()) => {
+                    counters.set_storage_ok(true);
+                    return true;
+                }
+                Err(e) if e.is_retryable() => {
+                    counters.set_storage_ok(false);
+                    counters.store_retry("outputs");
+                    tracing::warn!(error = %e, "storage unavailable for outputs, retrying");
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "output write failed");
-                    return;
+                    tracing::error!(error = %e, rows = n, "outputs refused by storage");
+                    counters.with(|r| r.outputs_lost += n as u64);
+                    counters.metrics.outputs_lost.inc_by(n as u64);
+                    return false;
                 }
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
+            if shutdown.is_cancelled() {
+                let d = *deadline.get_or_insert_with(|| std::time::Instant::now() + drain);
+                if std::time::Instant::now() >= d {
+                    tracing::error!(
+                        rows = n,
+                        "storage still down at the drain deadline, outputs lost"
+                    );
+                    counters.with(|r| r.outputs_lost += n as u64);
+                    counters.metrics.outputs_lost.inc_by(n as u64);
+                    return false;
+                }
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(retry_max);
         }
     };
     while let Ok(first) = rx.recv() {
@@ -666,24 +921,26 @@ fn sink_loop(
                 }
             }
         }
-        retry(&|| store.upsert_aggregates(&aggs));
-        retry(&|| store.write_alerts(&alerts));
-        retry(&|| store.write_quality(&quality));
-        counters
-            .metrics
-            .aggregates_written
-            .inc_by(aggs.len() as u64);
-        counters.metrics.alerts_written.inc_by(alerts.len() as u64);
-        counters
-            .metrics
-            .quality_rows_written
-            .inc_by(quality.len() as u64);
-        counters.with(|r| {
-            r.aggregates += aggs.len() as u64;
-            r.alerts += alerts.len() as u64;
-            r.quality_rows += quality.len() as u64;
-        });
+        if retry(aggs.len(), &|| store.upsert_aggregates(&aggs)) {
+            counters.with(|r| r.aggregates += aggs.len() as u64);
+            counters
+                .metrics
+                .aggregates_written
+                .inc_by(aggs.len() as u64);
+        }
+        if retry(alerts.len(), &|| store.write_alerts(&alerts)) {
+            counters.with(|r| r.alerts += alerts.len() as u64);
+            counters.metrics.alerts_written.inc_by(alerts.len() as u64);
+        }
+        if retry(quality.len(), &|| store.write_quality(&quality)) {
+            counters.with(|r| r.quality_rows += quality.len() as u64);
+            counters
+                .metrics
+                .quality_rows_written
+                .inc_by(quality.len() as u64);
+        }
         if publish {
+            let mut dropped = 0u64;
             for a in &aggs {
                 let topic = telemetry::topic::aggregate(
                     &a.district,
@@ -692,15 +949,27 @@ fn sink_loop(
                     &a.id,
                     &a.window_label(),
                 );
-                if let Ok(body) = serde_json::to_vec(a) {
-                    let _ = client.try_publish(topic, QoS::AtLeastOnce, false, body);
+                if let Ok(body) = serde_json::to_vec(a)
+                    && client
+                        .try_publish(topic, QoS::AtLeastOnce, false, body)
+                        .is_err()
+                {
+                    dropped += 1;
                 }
             }
             for a in &alerts {
                 let topic = telemetry::topic::alert(&a.district, &a.site, &a.alert);
-                if let Ok(body) = serde_json::to_vec(a) {
-                    let _ = client.try_publish(topic, QoS::AtLeastOnce, true, body);
+                if let Ok(body) = serde_json::to_vec(a)
+                    && client
+                        .try_publish(topic, QoS::AtLeastOnce, true, body)
+                        .is_err()
+                {
+                    dropped += 1;
                 }
+            }
+            if dropped > 0 {
+                counters.with(|r| r.publish_dropped += dropped);
+                counters.metrics.publish_dropped.inc_by(dropped);
             }
         }
     }

@@ -163,6 +163,18 @@ pub struct ReadingCounts {
     pub distinct_keys: u64,
 }
 
+/// A raw reading as stored, with its receive time (for replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReading {
+    /// The reading.
+    pub reading: telemetry::Reading,
+    /// When the core received it, UTC epoch ms.
+    pub ingest_ms: i64,
+}
+
+/// Position after the last row of a replay page: `(ts_ms, device, boot, seq)` of that row.
+pub type ReplayCursor = (i64, String, u32, u32);
+
 /// The storage interface. Blocking; async callers use `tokio::task::spawn_blocking`.
 pub trait SeriesStore: Send + Sync {
     /// Raw readings, idempotent on (device, boot, seq): a second write of the same key changes nothing.
@@ -246,6 +258,32 @@ pub trait SeriesStore: Send + Sync {
     /// # Errors
     /// Storage failures.
     fn reading_counts(&self) -> Result<ReadingCounts, StoreError>;
+    /// One page of raw readings with `ts_ms >= from_ms`, ordered by `(ts_ms, device, boot, seq)`,
+    /// strictly after `after`, at most `limit` rows (crash recovery replays these into the dataflow).
+    ///
+    /// # Errors
+    /// Storage failures; the default implementation says the store cannot replay
+    /// ([`StoreError::Other`]).
+    fn replay_readings(
+        &self,
+        from_ms: i64,
+        after: Option<&ReplayCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        let _ = (from_ms, after, limit);
+        Err(StoreError::Other(
+            "this store cannot replay readings".into(),
+        ))
+    }
+    /// Newest event time among raw readings, UTC epoch ms; `None` when empty.
+    ///
+    /// # Errors
+    /// Storage failures; the default implementation says the store cannot replay.
+    fn newest_reading_ms(&self) -> Result<Option<i64>, StoreError> {
+        Err(StoreError::Other(
+            "this store cannot replay readings".into(),
+        ))
+    }
 }
 
 /// Which store to open.

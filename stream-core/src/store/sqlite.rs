@@ -11,7 +11,7 @@
 
 use super::{
     AggregateQuery, DeadLetter, DeviceHealth, QualityQuery, QualityRow, ReadingCounts,
-    ReadingQuery, SeriesStore, StoreError,
+    ReadingQuery, ReplayCursor, SeriesStore, StoreError, StoredReading,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use std::path::Path;
@@ -611,6 +611,47 @@ impl SeriesStore for SqliteStore {
             rows: rows.max(0) as u64,
             distinct_keys: distinct.max(0) as u64,
         })
+    }
+
+    fn replay_readings(
+        &self,
+        from_ms: i64,
+        after: Option<&ReplayCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredReading>, StoreError> {
+        let c = self.read();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (a_ts, a_dev, a_boot, a_seq) = match after {
+            Some((t, d, b, q)) => (*t, d.as_str(), i64::from(*b), i64::from(*q)),
+            None => (i64::MIN, "", -1, -1),
+        };
+        let mut st = c
+            .prepare_cached(
+                "SELECT body, ingest_ms FROM readings
+                 WHERE ts_ms >= ?1 AND (ts_ms, device, boot, seq) > (?2, ?3, ?4, ?5)
+                 ORDER BY ts_ms, device, boot, seq LIMIT ?6",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![from_ms, a_ts, a_dev, a_boot, a_seq, limit], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(map_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(b, ingest_ms)| {
+                let reading = serde_json::from_str(&b)
+                    .map_err(|e| StoreError::Other(format!("reading JSON: {e}")))?;
+                Ok(StoredReading { reading, ingest_ms })
+            })
+            .collect()
+    }
+
+    fn newest_reading_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.read()
+            .query_row("SELECT max(ts_ms) FROM readings", [], |r| r.get(0))
+            .map_err(map_err)
     }
 }
 

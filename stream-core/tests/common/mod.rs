@@ -1,0 +1,196 @@
+//! Helpers shared by the service tests: a core on a thread, a QoS 1 publisher with a persistent
+//! session, readiness polling, reading generators.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use stream_core::{CoreConfig, CoreReport};
+use telemetry::{DeviceId, DistrictId, Measurement, ParkingChange, Reading, SiteId, TimeSource};
+use tokio_util::sync::CancellationToken;
+
+/// Wall clock, UTC epoch ms.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A parking change reading of `L<lot>-b<bay>`.
+pub fn parking(lot: u32, bay: u32, seq: u32, ts_ms: i64, occupied: bool) -> Reading {
+    Reading {
+        device: DeviceId::new(&format!("L{lot}-b{bay}")).unwrap(),
+        site: SiteId::new(&format!("L{lot}")).unwrap(),
+        district: DistrictId::new("central").unwrap(),
+        boot: 1,
+        seq,
+        ts_ms,
+        time_source: TimeSource::Device,
+        replayed: false,
+        data: Measurement::ParkingChange(ParkingChange {
+            occupied,
+            field_ut: 40.0,
+        }),
+    }
+}
+
+/// A core config for tests: broker on `port`, store at `db`, health on a free port, quick retries.
+pub fn core_config(port: u16, client_id: &str, db: &Path) -> CoreConfig {
+    let mut cfg = CoreConfig::default();
+    cfg.mqtt.port = port;
+    cfg.mqtt.client_id = client_id.into();
+    cfg.store.sqlite_path = db.to_path_buf();
+    cfg.http_addr = format!("127.0.0.1:{}", testkit::free_port());
+    cfg.store_retry_max_ms = 500;
+    cfg
+}
+
+/// A core running [`stream_core::run`] on a thread.
+pub struct Core {
+    pub http: String,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<Result<CoreReport, stream_core::CoreError>>>,
+}
+
+impl Core {
+    pub fn start(cfg: CoreConfig) -> Core {
+        let http = format!("http://{}", cfg.http_addr);
+        let shutdown = CancellationToken::new();
+        let s2 = shutdown.clone();
+        let thread = std::thread::spawn(move || stream_core::run(cfg, s2));
+        Core {
+            http,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// Cancels and waits (graceful drain and finite flush).
+    pub fn stop(mut self) -> CoreReport {
+        self.shutdown.cancel();
+        self.thread.take().unwrap().join().unwrap().unwrap()
+    }
+}
+
+/// GET `url` → (status, body).
+pub fn get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?
+            .get(url)
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.ok()?))
+    })
+}
+
+/// Waits until `cond` holds (polling every 50 ms).
+///
+/// # Panics
+/// After `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `/readyz` says 200.
+pub fn wait_ready(http: &str) {
+    wait_until("/readyz 200", Duration::from_secs(20), || {
+        matches!(get(&format!("{http}/readyz")), Some((200, _)))
+    });
+}
+
+/// A QoS 1 publisher with a persistent session (clean session off) on its own thread; rumqttc
+/// retransmits unacknowledged publishes after a reconnect. `pause_while_down` is called after a
+/// connection error before reconnecting.
+pub struct Publisher {
+    tx: std::sync::mpsc::Sender<Option<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Publisher {
+    /// Connects as `client_id`; every message goes to `topic`.
+    pub fn start(
+        port: u16,
+        client_id: &str,
+        topic: String,
+        pause_while_down: impl Fn() + Send + 'static,
+    ) -> Publisher {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+        let client_id = client_id.to_string();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+                o.set_clean_session(false);
+                o.set_keep_alive(Duration::from_secs(5));
+                let (c, mut el) = rumqttc::AsyncClient::new(o, 10_000);
+                let (qtx, mut qrx) = tokio::sync::mpsc::unbounded_channel();
+                std::thread::spawn(move || {
+                    while let Ok(m) = rx.recv() {
+                        if qtx.send(m).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut sent = 0u64;
+                let mut acked = 0u64;
+                let mut closed = false;
+                loop {
+                    if closed && acked >= sent {
+                        break;
+                    }
+                    tokio::select! {
+                        m = qrx.recv(), if !closed => match m {
+                            Some(Some(body)) => {
+                                c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body).await.unwrap();
+                                sent += 1;
+                            }
+                            _ => closed = true,
+                        },
+                        ev = el.poll() => match ev {
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                            Ok(_) => {}
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                pause_while_down();
+                            }
+                        },
+                    }
+                }
+                let _ = c.disconnect().await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), el.poll()).await;
+                acked
+            })
+        });
+        Publisher {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues one message.
+    pub fn send(&self, body: Vec<u8>) {
+        self.tx.send(Some(body)).unwrap();
+    }
+
+    /// Waits until every message is acknowledged by the broker; returns the PUBACK count.
+    pub fn finish(mut self) -> u64 {
+        self.tx.send(None).unwrap();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
