@@ -12,7 +12,7 @@
 //!   Integrity: SQLite's own page format and journal; a payload that no longer decodes is counted
 //!   (`corrupt`) and deleted rather than blocking the queue.
 //! - `meta(key TEXT PRIMARY KEY, value INTEGER)`: drop counters (`dropped_overflow`, `dropped_age`,
-//!   `dropped_newest`, `corrupt`). They are updated in the same transaction as the deletes they count, so
+//!   `dropped_newest`, `corrupt`). Index `spool_enq` on `enq_ms` keeps the age check O(log n). They are updated in the same transaction as the deletes they count, so
 //!   they stay exact across crashes.
 //!
 //! # Ledger
@@ -189,6 +189,7 @@ impl Spool {
                 enq_ms INTEGER NOT NULL,
                 bytes INTEGER NOT NULL,
                 payload BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS spool_enq ON spool(enq_ms);
              CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              PRAGMA user_version = 1;",
         )?;
