@@ -22,7 +22,7 @@ fn reading(i: u32) -> Reading {
         time_source: TimeSource::Device,
         replayed: false,
         data: Measurement::ParkingChange(ParkingChange {
-            occupied: i % 2 == 0,
+            occupied: i.is_multiple_of(2),
             field_ut: 42.5,
         }),
     }
