@@ -305,8 +305,17 @@ struct SessionBody {
 /// `POST /api/v1/session` `{"token": "..."}`: checks the token and sets it as an HttpOnly cookie.
 async fn session_create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
+    // JSON only: a cross-site HTML form cannot send it without a CORS preflight (login CSRF).
+    let json_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_ct {
+        return Err(AppError::bad("content-type", "expected application/json"));
+    }
     let b: SessionBody =
         serde_json::from_slice(&body).map_err(|e| AppError::bad("token", e.to_string()))?;
     let info = verify(&state, b.token.clone()).await?;

@@ -87,4 +87,11 @@ mod tests {
         let e = toml::from_str::<DashboardConfig>("colour = 1").unwrap_err();
         assert!(e.to_string().contains("colour"));
     }
+
+    #[test]
+    fn example_file_is_the_default() {
+        let v: toml::Value = toml::from_str(include_str!("../dashboard.example.toml")).unwrap();
+        let c: DashboardConfig = v["dashboard"].clone().try_into().unwrap();
+        assert_eq!(c, DashboardConfig::default());
+    }
 }

@@ -156,17 +156,20 @@ impl RateLimiter {
     }
 }
 
+/// The rate-limit key: the presented token id together with the client IP (so nobody who merely knows
+/// a token id, which is not secret, can drain its owner's budget from elsewhere), or the IP alone.
 fn rate_key(req: &Request) -> String {
+    let ip = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ci) => ci.0.ip().to_string(),
+        None => "unknown".into(),
+    };
     if let Some(tok) = api::presented_token(req.headers())
         && let Some(id) = tok.strip_prefix("cb_").and_then(|r| r.split('_').next())
         && id.len() == 16
     {
-        return format!("token:{id}");
+        return format!("token:{id}@{ip}");
     }
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ci) => format!("ip:{}", ci.0.ip()),
-        None => "ip:unknown".into(),
-    }
+    format!("ip:{ip}")
 }
 
 async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -589,6 +589,15 @@ async fn session_cookie_signs_in() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A form post (text/plain) is refused: login CSRF.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/session")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(format!("{{\"token\":\"{}\"}}", f.planner)))
+        .unwrap();
+    let resp = dashboard::app(f.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let r = call(&f, "DELETE", "/api/v1/session", None, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(
