@@ -107,12 +107,25 @@ pub fn start_embedded(cfg: &BrokerConfig) -> anyhow::Result<std::thread::JoinHan
             }
         })
         .context("spawning the broker thread")?;
+    // Probe by binding, not connecting: a probe connection that closes at once makes rumqttd log an
+    // error. `AddrInUse` means the broker holds the port (or another program does, and then the broker
+    // thread ends with an error, which is checked too).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect(cfg.listen).is_err() {
-        if std::time::Instant::now() > deadline || handle.is_finished() {
-            bail!("embedded broker did not open {} (port in use?)", cfg.listen);
-        }
+    loop {
         std::thread::sleep(std::time::Duration::from_millis(20));
+        if handle.is_finished() {
+            bail!(
+                "embedded broker stopped at start (is {} in use?)",
+                cfg.listen
+            );
+        }
+        match std::net::TcpListener::bind(cfg.listen) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => break,
+            _ if std::time::Instant::now() > deadline => {
+                bail!("embedded broker did not open {} within 5 s", cfg.listen)
+            }
+            _ => {}
+        }
     }
     Ok(handle)
 }

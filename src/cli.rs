@@ -1,8 +1,11 @@
 //! The command line: `citybrain [--config FILE] [SUBCOMMAND]`; no subcommand runs the demo.
 
-use crate::config::Config;
+use crate::config::{Config, Parts};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// CityBrain: a city's streets and power grid, live.
 #[derive(Debug, Parser)]
@@ -21,6 +24,21 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole city on real data: embedded broker, simulator, stream core, dashboard.
     Demo,
+    /// Run a gateway: frame intake (UDP, serial, LoRaWAN) → durable spool → MQTT.
+    Agent,
+    /// Run the stream core: MQTT → validate → dedup → windows → storage (+ MQTT aggregates/alerts).
+    Core,
+    /// Run the dashboard.
+    Dashboard,
+    /// Run the fleet simulator against the configured broker.
+    Simulate,
+    /// Replay a stretch of the shipped CSV history through the pipeline as fast as the broker takes
+    /// it (the simulator with `speed = 0` and a finite duration), with a progress line.
+    Backfill {
+        /// Days of history to replay.
+        #[arg(long, default_value_t = 1.0)]
+        days: f64,
+    },
     /// Load and validate the config file, print the effective config.
     CheckConfig,
     /// Write a Mosquitto password file, ACL and config snippet from the site registry.
@@ -57,15 +75,217 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo => {
-            let _broker = crate::broker::start_embedded(&cfg.broker)?;
-            println!(
-                "CityBrain demo: embedded MQTT broker on {}",
-                cfg.broker.listen
-            );
+        Command::Demo => demo(&cfg),
+        Command::Core => {
+            let parts = cfg.resolve();
+            let token = shutdown_on_ctrl_c()?;
+            let report = stream_core::run(parts.core, token)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::Agent => {
+            let parts = cfg.resolve();
+            runtime()?.block_on(async {
+                let token = ctrl_c_token();
+                edge_agent::run_gateway(parts.agent, token).await
+            })?;
+            Ok(())
+        }
+        Command::Dashboard => {
+            let parts = cfg.resolve();
+            runtime()?.block_on(async {
+                let token = ctrl_c_token();
+                dashboard::serve(parts.dashboard, token).await
+            })?;
+            Ok(())
+        }
+        Command::Simulate => simulate(cfg.resolve().simulator),
+        Command::Backfill { days } => {
+            let mut sim = cfg.resolve().simulator;
+            sim.speed = 0.0;
+            sim.days = Some(days);
+            simulate(sim)
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
+}
+
+/// A token cancelled on the first Ctrl-C (must be called inside a tokio runtime).
+fn ctrl_c_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("citybrain: Ctrl-C, shutting down (press again to abort)");
+        }
+        t.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    token
+}
+
+/// A token cancelled on Ctrl-C, for blocking parts (a small runtime thread watches the signal).
+fn shutdown_on_ctrl_c() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("citybrain: Ctrl-C, shutting down");
+                t.cancel();
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            })
+        })?;
+    Ok(token)
+}
+
+fn simulate(sim: edge_agent::SimConfig) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let token = ctrl_c_token();
+        let report = edge_agent::run_simulator(sim, token).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        anyhow::Ok(())
+    })
+}
+
+/// Points every part at the embedded broker.
+fn use_embedded_broker(parts: &mut Parts, listen: std::net::SocketAddr) {
+    for m in [
+        &mut parts.agent.mqtt,
+        &mut parts.simulator.mqtt,
+        &mut parts.core.mqtt,
+        &mut parts.dashboard.mqtt,
+    ] {
+        m.host = listen.ip().to_string();
+        m.port = listen.port();
+    }
+}
+
+/// The demo: embedded broker, stream core, dashboard and simulator in one process until Ctrl-C.
+fn demo(cfg: &Config) -> anyhow::Result<()> {
+    let mut parts = cfg.resolve();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    if cfg.broker.embedded {
+        crate::broker::start_embedded(&cfg.broker)?;
+        use_embedded_broker(&mut parts, cfg.broker.listen);
+    }
+    // The registry must exist before the core subscribes, and the core must subscribe before the
+    // simulator publishes: readings sent before the core's session exists would never reach it.
+    let fleet = edge_agent::simulate::Fleet::new(&parts.simulator, now_ms())?;
+    std::fs::write(&cfg.registry_path, fleet.registry().to_toml())
+        .with_context(|| format!("writing {}", cfg.registry_path.display()))?;
+    drop(fleet);
+
+    let rt = runtime()?;
+    let token = CancellationToken::new();
+    let core_cfg = parts.core.clone();
+    let core_token = token.clone();
+    let core = std::thread::Builder::new()
+        .name("stream-core".into())
+        .spawn(move || stream_core::run(core_cfg, core_token))?;
+    wait_ready(&parts.core.http_addr, Duration::from_secs(30))?;
+
+    let dash_token = token.clone();
+    let dash = rt.spawn(dashboard::serve(parts.dashboard.clone(), dash_token));
+    let sim_token = token.clone();
+    let sim = rt.spawn(edge_agent::run_simulator(
+        parts.simulator.clone(),
+        sim_token,
+    ));
+
+    println!("CityBrain demo is running:");
+    if cfg.broker.embedded {
+        println!(
+            "  MQTT broker (embedded, loopback only)  mqtt://{}",
+            cfg.broker.listen
+        );
+    }
+    println!(
+        "  fleet simulator   {} lots × {} bays, {} grid meters, {}× real time, data in {}",
+        parts.simulator.lots,
+        parts.simulator.bays_per_lot,
+        parts.simulator.meters,
+        parts.simulator.speed,
+        parts.simulator.data_dir.display()
+    );
+    println!(
+        "  stream core       store {}, health http://{}/readyz",
+        parts.core.store.sqlite_path.display(),
+        parts.core.http_addr
+    );
+    println!(
+        "  dashboard         http://{}/",
+        parts.dashboard.listen_addr
+    );
+    println!("Press Ctrl-C to stop.");
+
+    rt.block_on(async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => eprintln!("citybrain: Ctrl-C, shutting down cleanly"),
+            _ = token.cancelled() => {}
+        }
+    });
+    // Stop the producer first, then the core (it drains and flushes), then the dashboard.
+    token.cancel();
+    let sim_report = rt.block_on(sim).context("simulator task")?;
+    match sim_report {
+        Ok(r) => eprintln!("simulator: {} readings sent", r.readings),
+        Err(e) => eprintln!("simulator: {e}"),
+    }
+    let core_report = core
+        .join()
+        .map_err(|_| anyhow::anyhow!("stream core panicked"))??;
+    eprintln!(
+        "stream core: {} readings stored, {} aggregates written",
+        core_report.readings_new, core_report.aggregates
+    );
+    rt.block_on(dash).context("dashboard task")??;
+    Ok(())
+}
+
+/// Waits until `GET /readyz` on `addr` answers 200.
+fn wait_ready(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = write!(s, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            let mut buf = [0u8; 32];
+            if s.read(&mut buf).is_ok_and(|n| {
+                buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200")
+            }) {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "stream core not ready at http://{addr}/readyz after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Writes `passwd`, `acl`, `credentials.toml` and `mosquitto.conf` for `reg` into `out`, with a fresh

@@ -344,8 +344,14 @@ impl Fleet {
         };
         let mut lots = Vec::new();
         for (li, lot) in parking.lots.iter().take(n_lots).enumerate() {
-            let site: SiteId = lot
+            // Some Birmingham codes are names with spaces ("Broad Street"): the site id replaces
+            // whitespace with '-' (ids are topic levels); the name keeps the code as published.
+            let slug: String = lot
                 .code
+                .chars()
+                .map(|c| if c.is_whitespace() { '-' } else { c })
+                .collect();
+            let site: SiteId = slug
                 .parse()
                 .map_err(|_| SimError::Config(format!("lot code {}", lot.code)))?;
             reg.lots.push(Lot {
@@ -358,7 +364,7 @@ impl Fleet {
             });
             let mut bays = Vec::new();
             for b in 0..cfg.bays_per_lot {
-                let id: DeviceId = format!("{}-b{b:03}", lot.code)
+                let id: DeviceId = format!("{}-b{b:03}", site)
                     .parse()
                     .map_err(|_| SimError::Config("device id".into()))?;
                 reg.devices.push(Device {
@@ -828,6 +834,25 @@ mod tests {
         assert_eq!(f.registry().lots[0].capacity, 6);
         assert!(f.registry().lots[0].name.contains("spaces"));
         assert_eq!(rep.data_rows, 35_717);
+    }
+
+    #[test]
+    fn every_lot_of_the_data_gets_a_valid_site_id() {
+        let c = SimConfig {
+            lots: 30,
+            bays_per_lot: 1,
+            ..cfg()
+        };
+        let f = Fleet::new(&c, 0).unwrap();
+        let ids: Vec<&str> = f.registry().lots.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids.len(), 30);
+        assert!(ids.contains(&"Broad-Street") && ids.contains(&"NIA-Car-Parks"));
+        assert!(
+            f.registry()
+                .lots
+                .iter()
+                .any(|l| l.name.starts_with("Broad Street ("))
+        );
     }
 
     #[test]
