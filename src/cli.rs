@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         days: f64,
     },
+    /// API token administration for the dashboard (create, list, revoke).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: dashboard::cli::TokenCmd,
+    },
     /// Load and validate the config file, print the effective config.
     CheckConfig,
     /// Write a Mosquitto password file, ACL and config snippet from the site registry.
@@ -76,6 +82,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => demo(&cfg),
+        Command::Token { cmd } => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            dashboard::cli::run_token(&cfg.resolve().dashboard, cmd, now_ms())
+        }
         Command::Core => {
             let parts = cfg.resolve();
             let token = shutdown_on_ctrl_c()?;

@@ -30,6 +30,7 @@
 pub mod access;
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod live;
