@@ -715,9 +715,14 @@ async fn writer(
     let retry_max = Duration::from_millis(cfg.store_retry_max_ms.max(50));
     let drain = Duration::from_millis(cfg.drain_deadline_ms);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut acks: std::collections::VecDeque<rumqttc::Publish> = std::collections::VecDeque::new();
     loop {
         let item = tokio::select! {
             x = rx.recv() => match x { Some(x) => x, None => break },
+            _ = tokio::time::sleep(Duration::from_millis(5)), if !acks.is_empty() => {
+                flush_acks(&client, &mut acks);
+                continue;
+            }
             _ = tick.tick() => {
                 // Quiet sources: move with the wall clock, but not while messages wait to be written.
                 if rx.is_empty() && counters.readiness.storage_ok.load(Ordering::Acquire) {
@@ -776,9 +781,11 @@ async fn writer(
                 }
             }
         }
-        if let Err(e) = client.ack(&publish).await {
-            tracing::warn!(error = %e, "ack failed");
-        }
+        // Never wait on the request queue here: the reader may be blocked on a full buffer with the
+        // event loop's buffered incoming events still to hand out, and only its polling drains the
+        // queue. Acks that do not fit wait in `acks` (receive order kept) and go out on the next slot.
+        acks.push_back(publish);
+        flush_acks(&client, &mut acks);
         counters.with(|r| {
             r.messages += 1;
             r.readings_valid += n_good;
@@ -814,6 +821,29 @@ async fn writer(
             break;
         }
         publish_wm(&wm_shared, wm.get());
+    }
+    // The reader keeps polling until we return, so waiting on the queue is fine now.
+    for p in acks {
+        if let Err(e) = client.ack(&p).await {
+            tracing::warn!(error = %e, "ack failed");
+        }
+    }
+}
+
+/// Hands queued acknowledgements to the client in order until its request queue is full.
+fn flush_acks(client: &AsyncClient, acks: &mut std::collections::VecDeque<rumqttc::Publish>) {
+    while let Some(p) = acks.front() {
+        match client.try_ack(p) {
+            Ok(()) => {
+                acks.pop_front();
+            }
+            Err(rumqttc::ClientError::TryRequest(_)) => return,
+            Err(e) => {
+                // The event loop is gone (shutdown): the broker redelivers unacknowledged messages.
+                tracing::warn!(error = %e, "ack failed");
+                acks.pop_front();
+            }
+        }
     }
 }
 

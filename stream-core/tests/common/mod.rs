@@ -125,10 +125,11 @@ impl Publisher {
         port: u16,
         client_id: &str,
         topic: String,
-        pause_while_down: impl Fn() + Send + 'static,
+        pause_while_down: impl Fn() + Send + Sync + 'static,
     ) -> Publisher {
         let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
         let client_id = client_id.to_string();
+        let pause = std::sync::Arc::new(pause_while_down);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -167,7 +168,8 @@ impl Publisher {
                             Ok(_) => {}
                             Err(_) => {
                                 tokio::time::sleep(Duration::from_millis(200)).await;
-                                pause_while_down();
+                                let p = pause.clone();
+                                tokio::task::spawn_blocking(move || p()).await.unwrap();
                             }
                         },
                     }
