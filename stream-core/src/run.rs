@@ -37,7 +37,9 @@
 use crate::dataflow::{build, emit};
 use crate::health::{Metrics, Readiness, label};
 use crate::model::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
-use crate::store::{DeadLetter, SeriesStore, StoreConfig, StoreError, open_store};
+use crate::store::{
+    DeadLetter, SeriesSink, SeriesStore, StoreConfig, StoreError, open_sink, open_store,
+};
 use crate::watermark::Watermark;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::{Deserialize, Serialize};
@@ -285,6 +287,7 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     };
     let info = Arc::new(SiteInfo::from_registry(&registry));
     let store = open_store(&cfg.store)?;
+    let series_sink = open_sink(&cfg.store)?;
     let opts = mqtt_options(&cfg.mqtt)?;
     let mut out_opts = mqtt_options(&cfg.mqtt)?;
     out_opts.set_client_id(format!("{}-out", cfg.mqtt.client_id));
@@ -312,6 +315,7 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
         client.clone(),
         cfg.clone(),
         store.clone(),
+        series_sink.clone(),
         counters.clone(),
         wm.clone(),
         tx,
@@ -332,6 +336,7 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     }
     let sink = {
         let (store, counters, publish) = (store.clone(), counters.clone(), cfg.publish);
+        let series_sink = series_sink.clone();
         let (shutdown, retry_max, drain) = (
             shutdown.clone(),
             Duration::from_millis(cfg.store_retry_max_ms.max(50)),
@@ -340,7 +345,15 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
         let out_client = out_client.clone();
         std::thread::spawn(move || {
             sink_loop(
-                out_rx, store, counters, out_client, publish, shutdown, retry_max, drain,
+                out_rx,
+                store,
+                series_sink,
+                counters,
+                out_client,
+                publish,
+                shutdown,
+                retry_max,
+                drain,
             )
         })
     };
@@ -694,6 +707,7 @@ async fn writer(
     client: AsyncClient,
     cfg: CoreConfig,
     store: Arc<dyn SeriesStore>,
+    series_sink: Option<Arc<dyn SeriesSink>>,
     counters: Arc<Counters>,
     wm_shared: Arc<AtomicU64>,
     tx: tokio::sync::mpsc::Sender<(u64, Vec<CoreInput>)>,
@@ -749,6 +763,18 @@ async fn writer(
                 s1.write_readings(&g1, now)
             })
             .await
+        };
+        // Mirror to the time-series backend before acknowledging (same retry rules).
+        let written = match (written, &series_sink) {
+            (Ok(Some(n)), Some(sink)) if n > 0 || !good.is_empty() => {
+                let (k, g2) = (sink.clone(), good.clone());
+                with_retry(&shutdown, &counters, retry_max, drain, move || {
+                    k.write_readings(&g2)
+                })
+                .await
+                .map(|o| o.map(|_| n))
+            }
+            (w, _) => w,
         };
         let (new, stored) = match written {
             Ok(Some(n)) => (n as u64, true),
@@ -880,6 +906,7 @@ async fn output_connection(mut eventloop: rumqttc::EventLoop, stop: Cancellation
 fn sink_loop(
     rx: std::sync::mpsc::Receiver<CoreOutput>,
     store: Arc<dyn SeriesStore>,
+    series_sink: Option<Arc<dyn SeriesSink>>,
     counters: Arc<Counters>,
     client: AsyncClient,
     publish: bool,
@@ -951,7 +978,13 @@ fn sink_loop(
                 }
             }
         }
-        if retry(aggs.len(), &|| store.upsert_aggregates(&aggs)) {
+        if retry(aggs.len(), &|| {
+            store.upsert_aggregates(&aggs)?;
+            if let Some(k) = &series_sink {
+                k.write_aggregates(&aggs)?;
+            }
+            Ok(())
+        }) {
             counters.with(|r| r.aggregates += aggs.len() as u64);
             counters
                 .metrics

@@ -7,8 +7,10 @@
 //!
 //! Errors split into [`StoreError::Unavailable`] (retryable: busy, locked, disk full, I/O) and the rest.
 
+mod influx;
 mod sqlite;
 
+pub use influx::{InfluxConfig, InfluxSink, SeriesSink};
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
@@ -286,10 +288,25 @@ pub trait SeriesStore: Send + Sync {
     }
 }
 
+/// Which time-series backend receives raw readings and aggregates besides SQLite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite file only (default).
+    #[default]
+    Sqlite,
+    /// SQLite (system of record: acks, replay, dashboard) plus an InfluxDB v2 server ([`InfluxSink`]).
+    Influxdb,
+}
+
 /// Which store to open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sqlite` (default) or `influxdb`.
+    pub backend: StoreBackend,
+    /// InfluxDB settings, used when `backend = "influxdb"`.
+    pub influxdb: InfluxConfig,
     /// SQLite database file (created with its directory if missing; default `data/citybrain.sqlite`).
     pub sqlite_path: PathBuf,
     /// How long a writer waits on a locked database before reporting `Unavailable`, ms (default 5,000).
@@ -299,6 +316,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: StoreBackend::Sqlite,
+            influxdb: InfluxConfig::default(),
             sqlite_path: PathBuf::from("data/citybrain.sqlite"),
             busy_timeout_ms: 5_000,
         }
@@ -320,4 +339,15 @@ pub fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn SeriesStore>, StoreError>
         &cfg.sqlite_path,
         cfg.busy_timeout_ms,
     )?))
+}
+
+/// Builds the extra time-series sink named by the config (`None` for `sqlite`).
+///
+/// # Errors
+/// [`StoreError::Invalid`] for bad InfluxDB settings.
+pub fn open_sink(cfg: &StoreConfig) -> Result<Option<Arc<dyn SeriesSink>>, StoreError> {
+    Ok(match cfg.backend {
+        StoreBackend::Sqlite => None,
+        StoreBackend::Influxdb => Some(Arc::new(InfluxSink::new(&cfg.influxdb)?)),
+    })
 }

@@ -247,6 +247,7 @@ fn open_store_creates_directory() {
     let cfg = crate::store::StoreConfig {
         sqlite_path: dir.path().join("sub/x.sqlite"),
         busy_timeout_ms: 100,
+        ..Default::default()
     };
     let s = crate::store::open_store(&cfg).unwrap();
     assert_eq!(s.reading_counts().unwrap().rows, 0);
