@@ -86,7 +86,7 @@ fn readings_and_aggregates_round_trip_through_victoria_metrics() {
             time_source: TimeSource::Device,
             replayed: false,
             data: Measurement::ParkingChange(ParkingChange {
-                occupied: i % 2 == 1,
+                occupied: !i.is_multiple_of(2),
                 field_ut: 40.5 + i as f32,
             }),
         })
