@@ -46,8 +46,9 @@ pub fn null_sub(port: u16, client_id: &str) -> anyhow::Result<()> {
                 }
                 ev = el.poll() => match ev {
                     Ok(Event::Incoming(Packet::Publish(_))) => count += 1,
-                    Ok(Event::Incoming(Packet::ConnAck(a))) => {
-                        if !a.session_present {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // Subscribe on every CONNACK (harmless with a session; needed without one).
+                        {
                             let filters = telemetry::topic::ingest_filters()
                                 .into_iter()
                                 .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));

@@ -281,7 +281,7 @@ fn start_consumer(
         db,
         http_port,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let ready = match system {
             System::Core => http_ready(c.http_port),
@@ -306,7 +306,7 @@ fn start_consumer(
 /// not keep queueing messages for it during later runs.
 async fn drop_session(port: u16, client_id: &str) {
     let (c, mut el) = options(client_id, port, true);
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -569,7 +569,7 @@ pub async fn run_one(
         if now_count != last_progress.0 {
             last_progress = (now_count, Instant::now());
         }
-        if system != System::Core
+        if system == System::Null
             && Instant::now() > pub_end + Duration::from_secs(10)
             && last_progress.1.elapsed() > Duration::from_secs(10)
         {
@@ -582,6 +582,19 @@ pub async fn run_one(
         }))
         .await;
     }
+    let t_end = done_at.unwrap_or_else(Instant::now);
+    // For an incomplete core run, count what was stored by the deadline (before waiting for windows).
+    let core_rows_at_end: Option<u64> = match (&ro, done_at) {
+        (Some(c), None) => c
+            .query_row(
+                "SELECT count(*) FROM readings WHERE ts_ms < ?1",
+                [w.flush_ts],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+            .and_then(|v| u64::try_from(v).ok()),
+        _ => None,
+    };
     // Core: wait for its windows (closed by the flush reading).
     let mut windows = None;
     let mut delivered;
@@ -608,7 +621,9 @@ pub async fn run_one(
         }
         System::Core => {
             let c = ro.as_ref().context("core database")?;
-            let wait_until = Instant::now() + Duration::from_secs(15);
+            // Windows close on the flush right after the last reading; an incomplete run is not waited for.
+            let wait_until =
+                Instant::now() + Duration::from_secs(if done_at.is_some() { 15 } else { 1 });
             let mut got = core_windows(c)?;
             while Instant::now() < wait_until {
                 let n = got.keys().filter(|k| w.reference.contains_key(*k)).count();
@@ -627,7 +642,7 @@ pub async fn run_one(
                 |r| r.get(0),
             )?;
             let flush_stored = u64::try_from(flush_stored).unwrap_or(0);
-            delivered = counts.rows.saturating_sub(flush_stored);
+            delivered = core_rows_at_end.unwrap_or(counts.rows.saturating_sub(flush_stored));
             windows = Some(chk);
         }
     }
@@ -663,10 +678,7 @@ pub async fn run_one(
     };
     drop(consumer);
     drop_session(env.port, &client_id).await;
-    let elapsed_s = done_at.map_or_else(
-        || (Instant::now() - t_start).as_secs_f64(),
-        |d| (d - t_start).as_secs_f64(),
-    );
+    let elapsed_s = (t_end - t_start).as_secs_f64();
     Ok(RunResult {
         offered_rps: rate_rps,
         published_rps,
