@@ -324,7 +324,7 @@ impl Radio {
                 seq,
                 age_ds: 0,
                 data: Measurement::ParkingChange(telemetry::ParkingChange {
-                    occupied: seq % 2 == 0,
+                    occupied: seq.is_multiple_of(2),
                     field_ut: 30.0,
                 }),
             };
