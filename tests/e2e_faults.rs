@@ -140,6 +140,12 @@ http_addr = "{core_http}"
             let want: Vec<(u32, u32)> = (0..ks.len() as u32).map(|s| (ks[0].0, s)).collect();
             assert_eq!(*ks, want, "{dev}: sequence numbers not gap-free");
         }
+        // Aggregates equal the plain reference recomputed from the stored readings, window by window.
+        check_parking_aggregates(
+            &store,
+            &Registry::load(&self.state.join("registry.toml")).unwrap(),
+            &readings,
+        );
         // Aggregates: each detected change counted once (highest version of every 15-min window).
         let reg = Registry::load(&self.state.join("registry.toml")).unwrap();
         let (mut arr, mut dep) = (0u64, 0u64);

@@ -4,13 +4,16 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use stream_core::store::{ReadingQuery, SeriesStore, SqliteStore};
-use telemetry::Reading;
+use stream_core::store::{AggregateQuery, ReadingQuery, SeriesStore, SqliteStore};
+use telemetry::message::WindowAggregate;
+use telemetry::registry::Registry;
+use telemetry::{DeviceKind, Measurement, Reading};
 
 /// The `citybrain` binary under test (`CITYBRAIN_E2E_BIN` overrides it, e.g. to run these tests
 /// against a release build).
@@ -412,4 +415,140 @@ pub fn read_uci_voltage() -> Vec<(i64, f64)> {
             (parse_time_ms(f[0]), f[3].trim().parse().unwrap())
         })
         .collect()
+}
+
+/// Readings of one site sorted by (ts, boot, seq), the order the core's windows use.
+pub fn site_readings<'a>(readings: &'a [Reading], site: &str) -> Vec<&'a Reading> {
+    let mut v: Vec<&Reading> = readings
+        .iter()
+        .filter(|r| r.site.as_str() == site)
+        .collect();
+    v.sort_by_key(|r| (r.ts_ms, r.boot, r.seq));
+    v
+}
+
+pub fn occupancy(m: &Measurement) -> Option<bool> {
+    match m {
+        Measurement::ParkingChange(c) => Some(c.occupied),
+        Measurement::ParkingHeartbeat(h) => Some(h.occupied),
+        _ => None,
+    }
+}
+
+pub fn stored(
+    store: &dyn SeriesStore,
+    kind: DeviceKind,
+    scope: &str,
+    id: &str,
+    len: i64,
+) -> Vec<WindowAggregate> {
+    store
+        .query_aggregates(&AggregateQuery {
+            kind,
+            scope: scope.into(),
+            id: id.into(),
+            window_ms: len,
+            from_ms: i64::MIN / 2,
+            to_ms: i64::MAX / 2,
+        })
+        .unwrap()
+}
+
+pub fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+/// Parking: per lot and window (1 min and 15 min), readings with a bay state, arrivals, departures,
+/// occupancy at the window end and time-weighted mean occupancy, recomputed with plain code.
+pub fn check_parking_aggregates(store: &dyn SeriesStore, reg: &Registry, readings: &[Reading]) {
+    let mut checked = 0;
+    for lot in &reg.lots {
+        let rs = site_readings(readings, lot.id.as_str());
+        let cap = f64::from(lot.capacity);
+        for len in [60_000i64, 900_000] {
+            // Reference.
+            #[derive(Default, Debug)]
+            struct W {
+                count: u64,
+                arrivals: u64,
+                departures: u64,
+            }
+            let mut want: BTreeMap<i64, W> = BTreeMap::new();
+            for r in &rs {
+                if occupancy(&r.data).is_none() {
+                    continue;
+                }
+                let w = want.entry(r.ts_ms.div_euclid(len) * len).or_default();
+                w.count += 1;
+                if let Measurement::ParkingChange(c) = r.data {
+                    if c.occupied {
+                        w.arrivals += 1;
+                    } else {
+                        w.departures += 1;
+                    }
+                }
+            }
+            let got = stored(store, DeviceKind::Parking, "lot", lot.id.as_str(), len);
+            let got_starts: Vec<i64> = got.iter().map(|a| a.start_ms).collect();
+            let want_starts: Vec<i64> = want.keys().copied().collect();
+            assert_eq!(
+                got_starts, want_starts,
+                "lot {} {len} ms: windows stored vs windows with readings",
+                lot.id
+            );
+            for a in &got {
+                let w = &want[&a.start_ms];
+                let m = |k: &str| a.metrics.get(k).copied().unwrap_or(f64::NAN);
+                let ctx = format!(
+                    "lot {} window {} len {len}: {a:?} vs {w:?}",
+                    lot.id, a.start_ms
+                );
+                assert_eq!(a.count, w.count, "{ctx}");
+                assert_eq!(m("arrivals"), w.arrivals as f64, "{ctx}");
+                assert_eq!(m("departures"), w.departures as f64, "{ctx}");
+                // Occupancy: each bay's state is its last reported state (change or heartbeat).
+                let (s, e) = (a.start_ms, a.start_ms + len);
+                let mut end_occ = 0usize;
+                let mut area = 0f64;
+                for bay in rs
+                    .iter()
+                    .map(|r| r.device.as_str())
+                    .collect::<BTreeSet<_>>()
+                {
+                    let bay_rs: Vec<(i64, bool)> = rs
+                        .iter()
+                        .filter(|r| r.device.as_str() == bay)
+                        .filter_map(|r| occupancy(&r.data).map(|o| (r.ts_ms, o)))
+                        .collect();
+                    let mut st = bay_rs
+                        .iter()
+                        .rev()
+                        .find(|(t, _)| *t < s)
+                        .map(|x| x.1)
+                        .unwrap_or(false);
+                    let mut t_prev = s;
+                    for &(t, o) in bay_rs.iter().filter(|(t, _)| *t >= s && *t < e) {
+                        if st {
+                            area += (t - t_prev) as f64;
+                        }
+                        st = o;
+                        t_prev = t;
+                    }
+                    if st {
+                        area += (e - t_prev) as f64;
+                        end_occ += 1;
+                    }
+                }
+                assert_eq!(m("occupancy_end_ratio"), end_occ as f64 / cap, "{ctx}");
+                let mean = area / (cap * len as f64);
+                // Same sums in a different order: f64 rounding only.
+                assert!(
+                    close(m("occupancy_mean_ratio"), mean, 1e-9),
+                    "{ctx}: mean {mean}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("parking aggregates: {checked} lot windows equal the reference");
 }
