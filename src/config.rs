@@ -142,7 +142,7 @@ impl Config {
         dashboard.access_db_path = d.join("dashboard.sqlite");
         Parts {
             agent,
-            simulator: edge_agent::SimConfig::default(),
+            simulator,
             core,
             dashboard,
         }

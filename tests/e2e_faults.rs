@@ -206,9 +206,6 @@ fn broker(name: &str) -> Option<(testkit::Mosquitto, std::sync::MutexGuard<'stat
 }
 
 #[test]
-#[ignore = "BUG (front door): Config::resolve returns SimConfig::default() for the simulator, so \
-            `citybrain simulate` ignores [simulator] and [mqtt] (src/config.rs, Parts { simulator: .. }); \
-            passes with that fixed (CITYBRAIN_E2E_BIN=<fixed build> cargo test -- --ignored)"]
 fn broker_restart_mid_run() {
     let Some((mut mq, _g)) = broker("e2e_faults::broker_restart_mid_run") else {
         return;
@@ -228,9 +225,6 @@ fn broker_restart_mid_run() {
 }
 
 #[test]
-#[ignore = "BUG (front door): Config::resolve returns SimConfig::default() for the simulator, so \
-            `citybrain simulate` ignores [simulator] and [mqtt] (src/config.rs, Parts { simulator: .. }); \
-            passes with that fixed (CITYBRAIN_E2E_BIN=<fixed build> cargo test -- --ignored)"]
 fn core_sigkill_mid_run_then_restart() {
     let Some((mq, _g)) = broker("e2e_faults::core_sigkill_mid_run_then_restart") else {
         return;
@@ -249,9 +243,6 @@ fn core_sigkill_mid_run_then_restart() {
 }
 
 #[test]
-#[ignore = "BUG (front door): Config::resolve returns SimConfig::default() for the simulator, so \
-            `citybrain simulate` ignores [simulator] and [mqtt] (src/config.rs, Parts { simulator: .. }); \
-            passes with that fixed (CITYBRAIN_E2E_BIN=<fixed build> cargo test -- --ignored)"]
 fn simulator_sigkill_mid_run_then_restart() {
     let Some((mq, _g)) = broker("e2e_faults::simulator_sigkill_mid_run_then_restart") else {
         return;
@@ -270,9 +261,6 @@ fn simulator_sigkill_mid_run_then_restart() {
 }
 
 #[test]
-#[ignore = "BUG (front door): Config::resolve returns SimConfig::default() for the simulator, so \
-            `citybrain simulate` ignores [simulator] and [mqtt] (src/config.rs, Parts { simulator: .. }); \
-            passes with that fixed (CITYBRAIN_E2E_BIN=<fixed build> cargo test -- --ignored)"]
 fn storage_locked_for_seconds_mid_run() {
     let Some((mq, _g)) = broker("e2e_faults::storage_locked_for_seconds_mid_run") else {
         return;

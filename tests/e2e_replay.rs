@@ -29,9 +29,6 @@ const N_BAYS: usize = 8;
 const DAY_MS: i64 = 86_400_000;
 
 #[test]
-#[ignore = "BUG (front door): Config::resolve returns SimConfig::default() for the simulator, so \
-            `citybrain simulate` ignores [simulator] and [mqtt] (src/config.rs, Parts { simulator: .. }); \
-            passes with that fixed (CITYBRAIN_E2E_BIN=<fixed build> cargo test -- --ignored)"]
 fn one_historical_day_end_to_end() {
     let Some(broker) = testkit::Mosquitto::start("e2e_replay") else {
         return;
