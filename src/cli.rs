@@ -201,6 +201,8 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", cfg.registry_path.display()))?;
     drop(fleet);
 
+    let signin = demo_token(&parts.dashboard)?;
+
     let rt = runtime()?;
     let token = CancellationToken::new();
     let core_cfg = parts.core.clone();
@@ -242,6 +244,9 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
         "  dashboard         http://{}/",
         parts.dashboard.listen_addr
     );
+    println!();
+    println!("Open the dashboard signed in as the demo's administrator (link valid 24 h):");
+    println!("  http://{}/#token={signin}", parts.dashboard.listen_addr);
     println!("Press Ctrl-C to stop.");
 
     rt.block_on(async {
@@ -266,6 +271,23 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
     );
     rt.block_on(dash).context("dashboard task")??;
     Ok(())
+}
+
+/// Issues a 24-hour admin token for the local demo viewer (role admin: every page, including
+/// governance) and returns its secret, shown once on the console.
+fn demo_token(cfg: &dashboard::DashboardConfig) -> anyhow::Result<String> {
+    use dashboard::access::{AccessStore, Dataset, HashCost, NewToken, Resolution, Role};
+    let store = AccessStore::open(&cfg.access_db_path)?;
+    let req = NewToken {
+        application: "citybrain-demo".into(),
+        purpose: "local demo viewer".into(),
+        role: Role::Admin,
+        datasets: Dataset::ALL.to_vec(),
+        finest: Resolution::Raw,
+        expires_ms: now_ms() + 86_400_000,
+    };
+    let (_, secret) = store.create_token(&req, HashCost::default())?;
+    Ok(secret)
 }
 
 /// Waits until `GET /readyz` on `addr` answers 200.

@@ -51,6 +51,18 @@
   // Shows who is signed in, or a sign-in form; resolves to the token info or null.
   CB.session = async function () {
     const box = document.getElementById("session");
+    // A sign-in link (`/#token=...`, printed by `citybrain demo`) carries the token in the fragment, which
+    // browsers never send to a server; it is exchanged for the session cookie and removed from the URL.
+    if (location.hash.startsWith("#token=")) {
+      const token = decodeURIComponent(location.hash.slice("#token=".length));
+      history.replaceState(null, "", location.pathname + location.search);
+      await fetch("/api/v1/session", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: token }),
+      });
+    }
     const me = await CB.get("/api/v1/me");
     CB.clear(box);
     if (me.ok) {
