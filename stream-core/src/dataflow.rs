@@ -8,8 +8,9 @@
 //! ```
 //!
 //! # Time and watermark
-//! Timestamps are watermark times in ms (u64). The feeder stamps each batch with the watermark at the
-//! time it was received and advances its input to it. The watermark is **event time capped by
+//! Timestamps are watermark times in ms (u64). The feeder stamps each ingest batch (one group commit
+//! of the writer, i.e. every message buffered at once) with the watermark before that batch and then
+//! advances its input to the new watermark; while idle the watermark still moves with the wall clock. The watermark is **event time capped by
 //! processing time**: `min(max event time seen, wall clock)` — so a device with a fast clock cannot drag
 //! it ahead of real time (readings beyond now + skew are refused by validation anyway) — and it moves with
 //! the wall clock while sources are quiet (see [`crate::watermark`]). With several processes the timely

@@ -158,6 +158,19 @@ fn main() {
         println!("{per:.0} {devs}");
         return;
     }
+    // `core-bench pipeline W N`: one pipeline run on W workers over N readings (for profiling).
+    if args.get(1).map(String::as_str) == Some("pipeline") {
+        let w: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let total: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(400_000);
+        let msgs = Arc::new(messages(total));
+        let n = msgs.len() * 50;
+        let secs = pipeline(w, msgs);
+        println!(
+            "{w} worker(s): {:.0} readings/s ({secs:.2} s)",
+            n as f64 / secs
+        );
+        return;
+    }
     let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(400_000);
     let max_devices: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let msgs = Arc::new(messages(total));

@@ -189,6 +189,24 @@ pub trait SeriesStore: Send + Sync {
         readings: &[telemetry::Reading],
         ingest_ms: i64,
     ) -> Result<usize, StoreError>;
+    /// Several groups of raw readings, each with its own receive time (UTC epoch ms), as
+    /// [`SeriesStore::write_readings`]; returns how many were new in total. Used by the ingest's group
+    /// commit (all messages buffered at once). Implementations should write everything in **one**
+    /// transaction (the SQLite store does); this default writes group by group, which is still safe to
+    /// retry (writes are idempotent) but may under-count `new` after a partial failure.
+    ///
+    /// # Errors
+    /// As [`SeriesStore::write_readings`].
+    fn write_reading_groups(
+        &self,
+        groups: &[(Vec<telemetry::Reading>, i64)],
+    ) -> Result<usize, StoreError> {
+        let mut new = 0;
+        for (readings, ingest_ms) in groups {
+            new += self.write_readings(readings, *ingest_ms)?;
+        }
+        Ok(new)
+    }
     /// Idempotent upsert keyed by (kind, scope, id, window_ms, start_ms, version).
     ///
     /// # Errors

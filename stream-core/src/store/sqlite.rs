@@ -58,6 +58,119 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX dead_letters_ts ON dead_letters (ts_ms);",
 ];
 
+/// Device-table values folded over the new readings of one write: (kind, site, district, newest
+/// event time, newest heartbeat battery (pct, ts), highest boot).
+type DevFold<'a> = (&'a str, &'a str, &'a str, i64, Option<(f64, i64)>, u32);
+
+/// Inserts raw readings (idempotent) and upserts the `devices` table once per device of the write,
+/// inside the caller's transaction. Returns how many readings were new.
+fn write_readings_tx<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    groups: impl Iterator<Item = (&'a [Reading], i64)>,
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    // Device rows are upserted once per device per transaction; the upsert takes max/newest values,
+    // so folding the batch first gives the same row as one upsert per reading.
+    let mut devs: std::collections::HashMap<&'a str, DevFold<'a>> =
+        std::collections::HashMap::new();
+    let mut order: Vec<&'a str> = Vec::new();
+    {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO readings (device, boot, seq, site, district, kind, type, ts_ms, ingest_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(map_err)?;
+        for (readings, ingest_ms) in groups {
+            for r in readings {
+                let body =
+                    serde_json::to_string(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let n = ins
+                    .execute(params![
+                        r.device.as_str(),
+                        r.boot,
+                        r.seq,
+                        r.site.as_str(),
+                        r.district.as_str(),
+                        r.kind().as_str(),
+                        r.data.type_name(),
+                        r.ts_ms,
+                        ingest_ms,
+                        body
+                    ])
+                    .map_err(map_err)?;
+                if n == 0 {
+                    continue;
+                }
+                new += 1;
+                let bat = match &r.data {
+                    Measurement::ParkingHeartbeat(h) => Some((f64::from(h.battery_pct), r.ts_ms)),
+                    _ => None,
+                };
+                match devs.entry(r.device.as_str()) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        order.push(r.device.as_str());
+                        v.insert((
+                            r.kind().as_str(),
+                            r.site.as_str(),
+                            r.district.as_str(),
+                            r.ts_ms,
+                            bat,
+                            r.boot,
+                        ));
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        let d = o.get_mut();
+                        d.0 = r.kind().as_str();
+                        d.1 = r.site.as_str();
+                        d.2 = r.district.as_str();
+                        d.3 = d.3.max(r.ts_ms);
+                        if let Some(b) = bat
+                            && d.4.is_none_or(|o| b.1 >= o.1)
+                        {
+                            d.4 = Some(b);
+                        }
+                        d.5 = d.5.max(r.boot);
+                    }
+                }
+            }
+        }
+    }
+    let mut dev = tx
+        .prepare_cached(
+            "INSERT INTO devices (device, kind, site, district, last_seen_ms, battery_pct, battery_ts_ms, last_boot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (device) DO UPDATE SET
+               kind = excluded.kind, site = excluded.site, district = excluded.district,
+               last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+               battery_pct = CASE WHEN excluded.battery_ts_ms IS NOT NULL
+                    AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
+                    THEN excluded.battery_pct ELSE battery_pct END,
+               battery_ts_ms = CASE WHEN excluded.battery_ts_ms IS NOT NULL
+                    AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
+                    THEN excluded.battery_ts_ms ELSE battery_ts_ms END,
+               last_boot = max(last_boot, excluded.last_boot)",
+        )
+        .map_err(map_err)?;
+    for d in order {
+        let Some((kind, site, district, ts, bat, boot)) = devs.get(d) else {
+            continue;
+        };
+        dev.execute(params![
+            d,
+            kind,
+            site,
+            district,
+            ts,
+            bat.map(|b| b.0),
+            bat.map(|b| b.1),
+            boot
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(new)
+}
+
 /// The embedded SQLite store. Cheap to share as `Arc<dyn SeriesStore>`.
 pub struct SqliteStore {
     writer: Mutex<Connection>,
@@ -219,70 +332,15 @@ impl SeriesStore for SqliteStore {
     fn write_readings(&self, readings: &[Reading], ingest_ms: i64) -> Result<usize, StoreError> {
         let mut c = lock(&self.writer);
         let tx = c.transaction().map_err(map_err)?;
-        let mut new = 0;
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO readings (device, boot, seq, site, district, kind, type, ts_ms, ingest_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(map_err)?;
-            let mut dev = tx
-                .prepare_cached(
-                    "INSERT INTO devices (device, kind, site, district, last_seen_ms, battery_pct, battery_ts_ms, last_boot)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (device) DO UPDATE SET
-                       kind = excluded.kind, site = excluded.site, district = excluded.district,
-                       last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
-                       battery_pct = CASE WHEN excluded.battery_ts_ms IS NOT NULL
-                            AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
-                            THEN excluded.battery_pct ELSE battery_pct END,
-                       battery_ts_ms = CASE WHEN excluded.battery_ts_ms IS NOT NULL
-                            AND (battery_ts_ms IS NULL OR excluded.battery_ts_ms >= battery_ts_ms)
-                            THEN excluded.battery_ts_ms ELSE battery_ts_ms END,
-                       last_boot = max(last_boot, excluded.last_boot)",
-                )
-                .map_err(map_err)?;
-            for r in readings {
-                let body =
-                    serde_json::to_string(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let n = ins
-                    .execute(params![
-                        r.device.as_str(),
-                        r.boot,
-                        r.seq,
-                        r.site.as_str(),
-                        r.district.as_str(),
-                        r.kind().as_str(),
-                        r.data.type_name(),
-                        r.ts_ms,
-                        ingest_ms,
-                        body
-                    ])
-                    .map_err(map_err)?;
-                if n == 0 {
-                    continue;
-                }
-                new += 1;
-                let (bat, bat_ts) = match &r.data {
-                    Measurement::ParkingHeartbeat(h) => {
-                        (Some(f64::from(h.battery_pct)), Some(r.ts_ms))
-                    }
-                    _ => (None, None),
-                };
-                dev.execute(params![
-                    r.device.as_str(),
-                    r.kind().as_str(),
-                    r.site.as_str(),
-                    r.district.as_str(),
-                    r.ts_ms,
-                    bat,
-                    bat_ts,
-                    r.boot
-                ])
-                .map_err(map_err)?;
-            }
-        }
+        let new = write_readings_tx(&tx, std::iter::once((readings, ingest_ms)))?;
+        tx.commit().map_err(map_err)?;
+        Ok(new)
+    }
+
+    fn write_reading_groups(&self, groups: &[(Vec<Reading>, i64)]) -> Result<usize, StoreError> {
+        let mut c = lock(&self.writer);
+        let tx = c.transaction().map_err(map_err)?;
+        let new = write_readings_tx(&tx, groups.iter().map(|(r, t)| (r.as_slice(), *t)))?;
         tx.commit().map_err(map_err)?;
         Ok(new)
     }
