@@ -11,7 +11,7 @@
 use crate::access::{Dataset, Resolution, TokenInfo};
 use crate::metrics::Metrics;
 use futures::Stream;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -71,34 +71,27 @@ pub fn visible(ev: &LiveEvent, caller: &TokenInfo, registry: &Registry) -> bool 
     }
 }
 
-fn mqtt_options(ep: &MqttEndpoint) -> MqttOptions {
-    let mut o = MqttOptions::new(ep.client_id.clone(), ep.host.clone(), ep.port);
-    o.set_keep_alive(Duration::from_secs(u64::from(ep.keep_alive_s.max(5))));
-    o.set_max_packet_size(ep.max_packet_bytes, ep.max_packet_bytes);
-    o.set_clean_session(true);
-    if let Some(u) = &ep.username {
-        o.set_credentials(u.clone(), ep.password.clone().unwrap_or_default());
-    }
-    o
-}
-
 /// Subscribes to [`topic::output_filters`] and publishes every decodable message on `tx` until
 /// `shutdown`. Re-subscribes on every CONNACK (a clean session does not keep subscriptions) and waits
 /// 1 s between reconnect attempts. Live data needs no durability, so the session is clean and QoS 0.
-/// TLS endpoints are not supported yet: the bridge logs an error and returns.
+/// Unusable TLS settings make the bridge log an error and return (the pages still serve stored data).
 pub async fn run_mqtt_bridge(
     ep: MqttEndpoint,
     tx: broadcast::Sender<LiveEvent>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    if ep.tls.is_some() {
-        tracing::error!(
-            "dashboard MQTT bridge: TLS endpoints are not supported yet; live updates disabled"
-        );
-        return;
-    }
-    let (client, mut el) = AsyncClient::new(mqtt_options(&ep), 16);
+    let mut opts = match mqtt_link::options(&ep) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard MQTT bridge: unusable broker settings; live updates disabled");
+            return;
+        }
+    };
+    // Live data needs no durability: clean session, subscriptions renewed on every CONNACK.
+    opts.set_clean_session(true);
+    let (client, mut el) = AsyncClient::new(opts, 16);
+    el.set_network_options(mqtt_link::network_options());
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => break,

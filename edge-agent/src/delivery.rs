@@ -186,16 +186,19 @@ impl Delivery {
     }
 }
 
-/// Builds rumqttc options from the shared endpoint: persistent session, last will, TCP_NODELAY.
-pub fn mqtt_options(ep: &MqttEndpoint, will_topic: &str, inflight: u16) -> MqttOptions {
-    let mut o = MqttOptions::new(ep.client_id.clone(), ep.host.clone(), ep.port);
-    o.set_keep_alive(Duration::from_secs(u64::from(ep.keep_alive_s.max(5))));
+/// Builds rumqttc options from the shared endpoint (credentials, TLS, keep-alive, packet size through
+/// [`mqtt_link::options`]) plus what is the gateway's own: persistent session, in-flight window, last will.
+///
+/// # Errors
+/// [`DeliveryError::Config`] when the TLS files are unreadable or invalid (the field is named).
+pub fn mqtt_options(
+    ep: &MqttEndpoint,
+    will_topic: &str,
+    inflight: u16,
+) -> Result<MqttOptions, DeliveryError> {
+    let mut o = mqtt_link::options(ep).map_err(|e| DeliveryError::Config(e.to_string()))?;
     o.set_clean_session(false);
-    o.set_max_packet_size(ep.max_packet_bytes, ep.max_packet_bytes);
     o.set_inflight(inflight.max(1));
-    if let (Some(u), Some(p)) = (&ep.username, &ep.password) {
-        o.set_credentials(u.clone(), p.clone());
-    }
     let will = Status {
         state: "offline".into(),
         ts_ms: 0,
@@ -207,7 +210,7 @@ pub fn mqtt_options(ep: &MqttEndpoint, will_topic: &str, inflight: u16) -> MqttO
         QoS::AtLeastOnce,
         true,
     ));
-    o
+    Ok(o)
 }
 
 /// Starts the connection task and the pump. `subscriptions` are (re)subscribed on every CONNACK without
@@ -235,14 +238,8 @@ pub fn start(
     }
     let spool = Spool::open(spool_cfg)?;
     let status_topic = topic::gateway_status(gateway);
-    let mut opts = mqtt_options(endpoint, &status_topic, cfg.max_inflight);
-    if endpoint.tls.is_some() {
-        tracing::warn!(
-            "TLS settings are not supported by this build of the edge agent; connecting without TLS"
-        );
-    }
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
+    let mut opts = mqtt_options(endpoint, &status_topic, cfg.max_inflight)?;
+    let mut net = mqtt_link::network_options();
     net.set_connection_timeout(5);
     opts.set_pending_throttle(Duration::ZERO);
     let (client, mut eventloop) = AsyncClient::new(opts, usize::from(cfg.max_inflight) * 2 + 16);
