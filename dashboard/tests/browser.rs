@@ -15,17 +15,7 @@ use telemetry::mqtt::MqttEndpoint;
 use telemetry::topic;
 use tokio_util::sync::CancellationToken;
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const TEST: &str = "pages_in_headless_chromium";
 
 fn out_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-output/dashboard");
@@ -63,13 +53,10 @@ async fn shot(c: &fantoccini::Client, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_in_headless_chromium() {
-    for bin in [CHROMEDRIVER, CHROMIUM] {
-        if !std::path::Path::new(bin).exists() {
-            skip_or_fail(bin);
-            return;
-        }
-    }
-    let Some(broker) = start_mosquitto() else {
+    let Some(driver) = testkit::Chromedriver::start(TEST) else {
+        return;
+    };
+    let Some(broker) = testkit::Mosquitto::start(TEST) else {
         return;
     };
     let cfg = DashboardConfig {
@@ -90,35 +77,27 @@ async fn pages_in_headless_chromium() {
         shutdown.clone(),
     ));
 
-    let port = free_port();
     let profile = tempfile::tempdir().unwrap();
-    let _driver = Driver(
-        std::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // testkit's headless arguments, with this test's taller window (the screenshots show whole pages).
+    let args: Vec<String> = testkit::Chromedriver::chromium_args(profile.path())
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--window-size=") {
+                "--window-size=1280,1400".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let chromium = testkit::find_program("chromium").expect("checked by Chromedriver::start");
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1400",
-                     format!("--user-data-dir={}", profile.path().display())]
-        }),
+        serde_json::json!({ "binary": chromium, "args": args }),
     );
     let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
+        .connect(&driver.url())
         .await
         .expect("chromedriver session");
 

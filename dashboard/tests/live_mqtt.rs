@@ -70,7 +70,8 @@ async fn open_stream(base: &str, token: &str) -> SseReader {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_delivers_mqtt_results_filtered_by_role() {
-    let Some(broker) = start_mosquitto() else {
+    let Some(broker) = testkit::Mosquitto::start("sse_delivers_mqtt_results_filtered_by_role")
+    else {
         return;
     };
     let cfg = DashboardConfig {

@@ -51,14 +51,12 @@ async fn wait_counter(c: &Counters, f: impl Fn(&Counters) -> bool, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_delivers_every_reading_once_per_key() {
-    if mosquitto_or_skip("broker_outage").is_none() {
+    let Some(mut broker) = mosquitto("broker_outage") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry.toml");
     std::fs::write(&reg, registry(GW, 2, 5)).unwrap();
-    let mut broker = Mosquitto::new(dir.path());
-    broker.start();
     let sub = Subscriber::start(broker.port, "sub-outage", GW).await;
     let udp = free_udp_port();
     let cfg = gateway_config(dir.path(), broker.port, udp, &reg);
@@ -90,7 +88,7 @@ async fn broker_outage_delivers_every_reading_once_per_key() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    broker.start();
+    broker.restart();
     wait_counter(&counters, |c| Counters::get(&c.connects) >= 2, "reconnect").await;
     send_frames(udp, &frames(700..1000, 10)).await;
 
@@ -125,16 +123,14 @@ async fn broker_outage_delivers_every_reading_once_per_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_full_drops_oldest_with_exact_count_in_status() {
-    if mosquitto_or_skip("spool_full").is_none() {
+    let Some(mut broker) = mosquitto("spool_full") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry.toml");
     std::fs::write(&reg, registry(GW, 2, 5)).unwrap();
-    let mut broker = Mosquitto::new(dir.path());
     // The subscriber's persistent session exists before the outage, so it gets what the gateway sends
     // as soon as the broker is back.
-    broker.start();
     let sub = Subscriber::start(broker.port, "sub-full", GW).await;
     broker.stop();
 
@@ -182,7 +178,7 @@ async fn spool_full_drops_oldest_with_exact_count_in_status() {
     assert_eq!(Counters::get(&counters.spool_dropped_overflow), 200 - keep);
     assert_eq!(Counters::get(&counters.spool_depth), keep);
 
-    broker.start();
+    broker.restart();
     let newest: HashSet<Key> = keys(1150..1200, 10).into_iter().collect();
     sub.wait_until(Duration::from_secs(30), |s| {
         newest.iter().all(|k| s.keys.contains_key(k))
@@ -199,14 +195,12 @@ async fn spool_full_drops_oldest_with_exact_count_in_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_and_bad_uplinks_are_counted_and_survived() {
-    if mosquitto_or_skip("malformed").is_none() {
+    let Some(broker) = mosquitto("malformed") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry.toml");
     std::fs::write(&reg, registry(GW, 2, 5)).unwrap();
-    let mut broker = Mosquitto::new(dir.path());
-    broker.start();
     let sub = Subscriber::start(broker.port, "sub-bad", GW).await;
     let udp = free_udp_port();
     let mut cfg = gateway_config(dir.path(), broker.port, udp, &reg);

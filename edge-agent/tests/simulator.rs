@@ -10,12 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_delivers_every_reading_through_the_broker() {
-    if mosquitto_or_skip("simulator").is_none() {
+    let Some(broker) = mosquitto("simulator") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Mosquitto::new(dir.path());
-    broker.start();
     let sub = Subscriber::start(broker.port, "sub-sim", "gw-sim").await;
     let reg_out = dir.path().join("sim-registry.toml");
     let mut cfg = edge_agent::SimConfig {
@@ -104,20 +102,13 @@ fn rumqttd_config(port: u16) -> rumqttd::Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_delivers_through_embedded_rumqttd() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
+    let port = testkit::free_port();
     let cfg = rumqttd_config(port);
     std::thread::spawn(move || {
         let mut b = rumqttd::Broker::new(cfg);
         let _ = b.start();
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rumqttd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    testkit::wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10));
     let sub = Subscriber::start(port, "sub-rumqttd", "gw-test").await;
     let reg = dir.path().join("registry.toml");
     std::fs::write(&reg, registry("gw-test", 2, 5)).unwrap();

@@ -1,5 +1,5 @@
-//! Shared fixtures: a real SQLite series store filled with known rows, a registry, tokens per role,
-//! and helpers to start Mosquitto.
+//! Shared fixtures: a real SQLite series store filled with known rows, a registry, tokens per role.
+//! Outside programs (Mosquitto, chromedriver) come from `testkit`.
 #![allow(dead_code)]
 
 use dashboard::access::{AccessStore, Dataset, HashCost, NewToken, Resolution, Role};
@@ -387,67 +387,4 @@ pub fn fixture() -> Fixture {
         mqtt_enabled: false,
         ..DashboardConfig::default()
     })
-}
-
-/// Whether a required external service may be skipped (prints the reason) or must fail the test.
-pub fn skip_or_fail(what: &str) -> bool {
-    if std::env::var("CITYBRAIN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{what} is missing and CITYBRAIN_REQUIRE_SERVICES=1");
-    }
-    eprintln!("SKIPPED: {what} is missing");
-    true
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto broker on a free loopback port in a temp dir; killed on drop.
-pub struct Mosquitto {
-    pub port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn start_mosquitto() -> Option<Mosquitto> {
-    let bin = "/usr/sbin/mosquitto";
-    if !std::path::Path::new(bin).exists() {
-        skip_or_fail("mosquitto (/usr/sbin/mosquitto)");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")).unwrap();
-    let mut child = std::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Mosquitto {
-                port,
-                child,
-                _dir: dir,
-            });
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not start on port {port}");
 }

@@ -1,121 +1,30 @@
-//! Test harness: a real Mosquitto on a free loopback port, a persistent-session subscriber that records
-//! every reading key, a frame builder and a registry for a small fleet.
+//! Test harness: a real Mosquitto (from `testkit`) on a free loopback port, a persistent-session subscriber
+//! that records every reading key, a frame builder and a registry for a small fleet.
 #![allow(dead_code)]
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use telemetry::frame::{Frame, MAX_FRAME_LEN};
 use telemetry::message::Status;
 use telemetry::{Measurement, ParkingChange};
 
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-/// Mosquitto available? If not: skip (return None) with a printed reason, or panic when services are
-/// required.
-pub fn mosquitto_or_skip(test: &str) -> Option<()> {
-    if Path::new(MOSQUITTO).exists() {
-        return Some(());
-    }
-    if std::env::var("CITYBRAIN_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: {MOSQUITTO} missing and CITYBRAIN_REQUIRE_SERVICES=1");
-    }
-    eprintln!("SKIP {test}: {MOSQUITTO} not installed");
-    None
+/// A Mosquitto broker as these tests need it (testkit's broker with persistence, plus unlimited in-flight
+/// messages so the broker's window never throttles a replay), or `None` when the test is skipped
+/// (testkit prints why; under `CITYBRAIN_REQUIRE_SERVICES=1` it panics instead).
+pub fn mosquitto(test: &str) -> Option<testkit::Mosquitto> {
+    testkit::Mosquitto::start_with(test, "allow_anonymous true\nmax_inflight_messages 0\n")
 }
 
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// A free UDP port on 127.0.0.1 for the gateway's frame intake (testkit only hands out TCP ports).
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A Mosquitto process with persistence in a temp dir; can be stopped and restarted on the same port.
-pub struct Mosquitto {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    pub fn new(dir: &Path) -> Self {
-        let port = free_tcp_port();
-        let dir = dir.join(format!("mosquitto-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-             set_tcp_nodelay true\nmax_queued_messages 0\nmax_inflight_messages 0\nautosave_interval 1\n",
-            dir.display()
-        );
-        // Started as root Mosquitto drops to user `mosquitto`, which cannot write the temp dir.
-        if std::env::var("USER").as_deref() == Ok("root") || is_root() {
-            conf.push_str("user root\n");
-        }
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        Mosquitto {
-            port,
-            dir,
-            child: None,
-        }
-    }
-
-    pub fn start(&mut self) {
-        assert!(self.child.is_none());
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(self.dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM (Mosquitto writes its persistence file) and wait.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
 }
 
 /// Reading key.
