@@ -33,7 +33,8 @@ pub enum Command {
     /// Run the fleet simulator against the configured broker.
     Simulate,
     /// Replay a stretch of the shipped CSV history through the pipeline as fast as the broker takes
-    /// it (the simulator with `speed = 0` and a finite duration), with a progress line.
+    /// it (the simulator with `speed = 0` and a finite duration); prints its report at the end and
+    /// fails when readings were left undelivered.
     Backfill {
         /// Days of history to replay.
         #[arg(long, default_value_t = 1.0)]
@@ -67,12 +68,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Demo) {
         Command::CheckConfig => {
-            println!("{}", toml::to_string_pretty(&cfg)?);
-            println!("# config OK");
+            use std::io::Write;
+            let text = format!("{}\n# config OK\n", toml::to_string_pretty(&cfg)?);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             Ok(())
         }
         Command::BrokerConfig { registry, out } => {
-            let path = registry.unwrap_or_else(|| cfg.registry_path.clone());
+            let path = registry.unwrap_or_else(|| cfg.registry_file());
             let reg = telemetry::registry::Registry::load(&path)?;
             write_broker_config(&reg, &out)?;
             println!(
@@ -114,6 +117,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut sim = cfg.resolve().simulator;
             sim.speed = 0.0;
             sim.days = Some(days);
+            // Its own session and spool, so it can run beside a live simulator.
+            sim.mqtt.client_id.push_str("-backfill");
+            sim.spool.path = cfg.data_dir.join("backfill-spool.sqlite");
             simulate(sim)
         }
     }
@@ -168,6 +174,12 @@ fn simulate(sim: edge_agent::SimConfig) -> anyhow::Result<()> {
         let token = ctrl_c_token();
         let report = edge_agent::run_simulator(sim, token).await?;
         println!("{}", serde_json::to_string_pretty(&report)?);
+        anyhow::ensure!(
+            report.spool_left == 0,
+            "{} readings are still in the spool, not acknowledged by the broker (is it reachable at the \
+             [mqtt] host and port?); they are sent on the next run",
+            report.spool_left
+        );
         anyhow::Ok(())
     })
 }
@@ -190,6 +202,20 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
     let mut parts = cfg.resolve();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // Fail at once, naming the setting, when a port is taken: later the parts would start half-way.
+    for (name, addr) in [
+        ("core.http_addr", parts.core.http_addr.as_str()),
+        (
+            "dashboard.listen_addr",
+            parts.dashboard.listen_addr.as_str(),
+        ),
+    ] {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            anyhow::bail!(
+                "{name}: cannot listen on {addr}: {e} (another program has it? move it in the config)"
+            );
+        }
+    }
     if cfg.broker.embedded {
         crate::broker::start_embedded(&cfg.broker)?;
         use_embedded_broker(&mut parts, cfg.broker.listen);
@@ -197,8 +223,12 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
     // The registry must exist before the core subscribes, and the core must subscribe before the
     // simulator publishes: readings sent before the core's session exists would never reach it.
     let fleet = edge_agent::simulate::Fleet::new(&parts.simulator, now_ms())?;
-    std::fs::write(&cfg.registry_path, fleet.registry().to_toml())
-        .with_context(|| format!("writing {}", cfg.registry_path.display()))?;
+    let registry_file = cfg.registry_file();
+    if let Some(dir) = registry_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&registry_file, fleet.registry().to_toml())
+        .with_context(|| format!("writing {}", registry_file.display()))?;
     drop(fleet);
 
     let signin = demo_token(&parts.dashboard)?;
@@ -210,7 +240,17 @@ fn demo(cfg: &Config) -> anyhow::Result<()> {
     let core = std::thread::Builder::new()
         .name("stream-core".into())
         .spawn(move || stream_core::run(core_cfg, core_token))?;
-    wait_ready(&parts.core.http_addr, Duration::from_secs(30))?;
+    if let Err(e) = wait_ready(&parts.core.http_addr, Duration::from_secs(30), &core) {
+        if core.is_finished() {
+            let why = match core.join() {
+                Ok(Err(err)) => err.to_string(),
+                Ok(Ok(_)) => "it stopped".to_string(),
+                Err(_) => "it panicked".to_string(),
+            };
+            anyhow::bail!("stream core did not start: {why}");
+        }
+        return Err(e);
+    }
 
     let dash_token = token.clone();
     let dash = rt.spawn(dashboard::serve(parts.dashboard.clone(), dash_token));
@@ -291,7 +331,11 @@ fn demo_token(cfg: &dashboard::DashboardConfig) -> anyhow::Result<String> {
 }
 
 /// Waits until `GET /readyz` on `addr` answers 200.
-fn wait_ready(addr: &str, timeout: Duration) -> anyhow::Result<()> {
+fn wait_ready<T>(
+    addr: &str,
+    timeout: Duration,
+    core: &std::thread::JoinHandle<T>,
+) -> anyhow::Result<()> {
     use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -305,6 +349,7 @@ fn wait_ready(addr: &str, timeout: Duration) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
+        anyhow::ensure!(!core.is_finished(), "stream core stopped while starting");
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
             "stream core not ready at http://{addr}/readyz after {timeout:?}"

@@ -20,9 +20,9 @@ pub struct Config {
     /// Folder for the embedded store, spools, access database and the demo's registry (default
     /// `citybrain-data`).
     pub data_dir: PathBuf,
-    /// Site registry file (default `citybrain-data/registry.toml`; the demo's simulator writes it for
+    /// Site registry file (default `registry.toml` inside `data_dir`; the demo's simulator writes it for
     /// its fleet).
-    pub registry_path: PathBuf,
+    pub registry_path: Option<PathBuf>,
     /// Broker connection for every part (host, port, credentials, TLS; `client_id` is per part).
     pub mqtt: MqttEndpoint,
     /// The demo's embedded MQTT broker.
@@ -41,7 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("citybrain-data"),
-            registry_path: PathBuf::from("citybrain-data/registry.toml"),
+            registry_path: None,
             mqtt: MqttEndpoint::default(),
             broker: BrokerConfig::default(),
             agent: edge_agent::GatewayConfig::default(),
@@ -94,6 +94,20 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             bail!("data_dir: must not be empty");
         }
+        for (name, addr) in [
+            ("core.http_addr", &self.core.http_addr),
+            ("dashboard.listen_addr", &self.dashboard.listen_addr),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                bail!("{name}: {addr:?} is not an address of the form 127.0.0.1:8080");
+            }
+        }
+        if !(1..=30).contains(&self.simulator.lots) {
+            bail!(
+                "simulator.lots: {} is outside 1..=30 (the Birmingham data has 30 car parks)",
+                self.simulator.lots
+            );
+        }
         if !(self.simulator.speed >= 0.0 && self.simulator.speed.is_finite()) {
             bail!("simulator.speed: must be a finite number >= 0 (0 = as fast as possible)");
         }
@@ -110,8 +124,16 @@ impl Config {
         Ok(())
     }
 
+    /// The registry file: `registry_path`, or `registry.toml` inside `data_dir`.
+    pub fn registry_file(&self) -> PathBuf {
+        self.registry_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("registry.toml"))
+    }
+
     /// The part configs with the shared settings applied (see the module docs).
     pub fn resolve(&self) -> Parts {
+        let registry = self.registry_file();
         let d = &self.data_dir;
         let shared = |mut m: MqttEndpoint| {
             let client_id = std::mem::take(&mut m.client_id);
@@ -122,22 +144,22 @@ impl Config {
         };
         let mut agent = self.agent.clone();
         agent.mqtt = shared(agent.mqtt);
-        agent.registry_path = self.registry_path.clone();
+        agent.registry_path = registry.clone();
         agent.spool.path = d.join("agent-spool.sqlite");
 
         let mut simulator = self.simulator.clone();
         simulator.mqtt = shared(simulator.mqtt);
-        simulator.registry_out = Some(self.registry_path.clone());
+        simulator.registry_out = Some(registry.clone());
         simulator.spool.path = d.join("sim-spool.sqlite");
 
         let mut core = self.core.clone();
         core.mqtt = shared(core.mqtt);
-        core.registry_path = Some(self.registry_path.clone());
+        core.registry_path = Some(registry.clone());
         core.store.sqlite_path = d.join("citybrain.sqlite");
 
         let mut dashboard = self.dashboard.clone();
         dashboard.mqtt = shared(dashboard.mqtt);
-        dashboard.registry_path = self.registry_path.clone();
+        dashboard.registry_path = registry;
         dashboard.store = core.store.clone();
         dashboard.access_db_path = d.join("dashboard.sqlite");
         Parts {

@@ -11,5 +11,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    citybrain::cli::run(cli)
+    // Errors are for users: the message chain, without a backtrace even when RUST_BACKTRACE is set.
+    if let Err(e) = citybrain::cli::run(cli) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }

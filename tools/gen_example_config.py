@@ -73,6 +73,10 @@ for line in lines:
             res.append(f'# {doc}')
     res.append(line)
 text = '\n'.join(res).rstrip() + '\n'
+# Options that default to "unset" do not appear in the serialised defaults: show them commented out.
+text = text.replace('data_dir = "citybrain-data"\n', 'data_dir = "citybrain-data"\n'
+    '# Site registry file (default `registry.toml` inside `data_dir`; the demo\'s simulator writes it).\n'
+    '# registry_path = "citybrain-data/registry.toml"\n', 1)
 text = re.sub(r'\n{3,}', '\n\n', text)
 open('citybrain.example.toml', 'w', encoding='utf-8').write(text)
 print('wrote citybrain.example.toml', file=sys.stderr)
