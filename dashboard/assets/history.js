@@ -88,7 +88,14 @@
     for (const f of reg.body.feeders) { add("grid", "feeder", f.id, "Feeder: " + f.name); districts.set("grid|" + f.district, f.district); }
     for (const [k, d] of districts) { const kind = k.split("|")[0]; add(kind, "district", d, "District " + d + " (" + kind + ")"); }
     for (const d of reg.body.devices || []) add(d.kind, "device", d.id, "Device: " + d.id);
-    const now = Date.now();
+    // Default range: the 24 h up to the newest stored window (a replay of historical data ends long
+    // before the wall clock), or up to now when nothing is stored yet.
+    let now = Date.now();
+    const live = await CB.get("/api/v1/live");
+    if (live.ok) {
+      const ends = [].concat(live.body.lots || [], live.body.feeders || []).map((a) => a.start_ms + a.window_ms);
+      if (ends.length > 0) now = Math.max(...ends);
+    }
     const q = new URLSearchParams(location.search);
     document.getElementById("from").value = toLocalInput(Number(q.get("from_ms")) || now - 86400000);
     document.getElementById("to").value = toLocalInput(Number(q.get("to_ms")) || now);
