@@ -263,29 +263,17 @@ fn now_ms() -> i64 {
 /// Turns the shared endpoint into rumqttc options: clean session off, manual acks.
 ///
 /// # Errors
-/// [`CoreError::Config`] for TLS (not supported by this core yet).
+/// [`CoreError::Config`] when the TLS files are unreadable or invalid (the field is named).
 pub fn mqtt_options(ep: &MqttEndpoint) -> Result<MqttOptions, CoreError> {
-    if ep.tls.is_some() {
-        return Err(CoreError::Config(
-            "mqtt.tls: TLS is not supported by stream-core yet".into(),
-        ));
-    }
-    let mut o = MqttOptions::new(ep.client_id.clone(), ep.host.clone(), ep.port);
-    o.set_keep_alive(Duration::from_secs(u64::from(ep.keep_alive_s.max(5))));
+    let mut o = mqtt_link::options(ep).map_err(|e| CoreError::Config(e.to_string()))?;
     o.set_clean_session(false);
     o.set_manual_acks(true);
-    o.set_max_packet_size(ep.max_packet_bytes, ep.max_packet_bytes);
-    if let (Some(u), Some(p)) = (&ep.username, &ep.password) {
-        o.set_credentials(u.clone(), p.clone());
-    }
     Ok(o)
 }
 
-/// Socket options of every MQTT connection of the core: TCP_NODELAY on.
+/// Socket options of every MQTT connection of the core: TCP_NODELAY on ([`mqtt_link::network_options`]).
 pub fn network_options() -> rumqttc::NetworkOptions {
-    let mut n = rumqttc::NetworkOptions::new();
-    n.set_tcp_nodelay(true);
-    n
+    mqtt_link::network_options()
 }
 
 /// Runs the core until `shutdown` is cancelled; blocking (call from a thread / `spawn_blocking`).
