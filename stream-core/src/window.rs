@@ -9,8 +9,10 @@
 //!   recomputed result differs. Readings older than `t − correction_horizon` never get here (the
 //!   `"Dedup"` operator counts them as `too_late`).
 //! - **Results are pure functions of the retained history.** Each device keeps its readings of the
-//!   retention period in a `BTreeMap` keyed by `(ts, boot, seq)`, plus the last evicted one as a base
-//!   state. A window result is recomputed from that history, so arrival order within lateness never
+//!   retention period in a sorted `VecDeque` keyed by `(ts, boot, seq)` (`Hist`: appends and
+//!   front evictions are O(1), range lookups binary searches; sized exactly while small, so a device
+//!   with one reading costs one 64-byte slot instead of a B-tree node), plus the last evicted one as a
+//!   base state. A window result is recomputed from that history, so arrival order within lateness never
 //!   matters and a correction equals what an in-order run would have produced. Parking occupancy carries
 //!   bay state across windows, so a late reading also re-checks later emitted windows up to the device's
 //!   next reading (only changed results get a new version).
@@ -20,7 +22,8 @@
 //!   lateness`. Deadlines do not fire during the final flush of a finite replay.
 
 use crate::model::{SiteInfo, WindowConfig, window_start};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use telemetry::message::{Alert, AlertState, WindowAggregate};
 use telemetry::{DeviceKind, Measurement, PqEventKind, Reading};
@@ -39,9 +42,62 @@ type Metrics = BTreeMap<String, f64>;
 /// Row id (`""` = site row) → (version, count, metrics).
 type Emitted = BTreeMap<String, (u32, u64, Metrics)>;
 
+/// A device's retained readings, sorted by key, no duplicate keys.
+#[derive(Debug, Default)]
+struct Hist(VecDeque<(Key, Measurement)>);
+
+impl Hist {
+    fn lower(&self, b: Bound<&Key>) -> usize {
+        match b {
+            Bound::Included(k) => self.0.partition_point(|(x, _)| x < k),
+            Bound::Excluded(k) => self.0.partition_point(|(x, _)| x <= k),
+            Bound::Unbounded => 0,
+        }
+    }
+
+    fn upper(&self, b: Bound<&Key>) -> usize {
+        match b {
+            Bound::Included(k) => self.0.partition_point(|(x, _)| x <= k),
+            Bound::Excluded(k) => self.0.partition_point(|(x, _)| x < k),
+            Bound::Unbounded => self.0.len(),
+        }
+    }
+
+    /// Entries with keys in `r`, in key order.
+    fn range(
+        &self,
+        r: impl RangeBounds<Key>,
+    ) -> impl DoubleEndedIterator<Item = (&Key, &Measurement)> {
+        let lo = self.lower(r.start_bound());
+        let hi = self.upper(r.end_bound()).max(lo);
+        self.0.range(lo..hi).map(|(k, m)| (k, m))
+    }
+
+    /// Inserts or replaces the entry of `k`.
+    fn insert(&mut self, k: Key, m: Measurement) {
+        if self.0.back().is_none_or(|(b, _)| *b < k) {
+            if self.0.len() == self.0.capacity() && self.0.len() < 4 {
+                // Small histories grow one slot at a time (most devices hold few readings).
+                self.0.reserve_exact(1);
+            }
+            self.0.push_back((k, m));
+            return;
+        }
+        let i = self.0.partition_point(|(x, _)| *x < k);
+        match self.0.get_mut(i) {
+            Some(e) if e.0 == k => e.1 = m,
+            _ => self.0.insert(i, (k, m)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Dev {
-    hist: BTreeMap<Key, Measurement>,
+    hist: Hist,
     base: Option<(Key, Measurement)>,
     last_seen: Option<i64>,
     offline_at: Option<u64>,
@@ -335,12 +391,11 @@ impl WindowEngine {
         let cut = t.saturating_sub(self.cfg.retention_ms());
         for site in self.sites.values_mut() {
             for dev in site.devs.values_mut() {
-                while let Some(e) = dev.hist.first_entry() {
-                    if e.key().0 >= cut {
-                        break;
-                    }
-                    let (k, m) = e.remove_entry();
-                    dev.base = Some((k, m));
+                while dev.hist.0.front().is_some_and(|e| e.0.0 < cut) {
+                    dev.base = dev.hist.0.pop_front();
+                }
+                if dev.hist.0.capacity() > 2 * dev.hist.0.len() + 4 {
+                    dev.hist.0.shrink_to_fit();
                 }
             }
             site.emitted.retain(|(_, s), _| *s >= cut);

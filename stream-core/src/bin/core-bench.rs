@@ -27,12 +27,13 @@
 //! | 1 worker, readings/s (grouped times) | 185k–217k | 233k–291k | ≥ 1.5 M |
 //! | 1 worker, readings/s (`--per-message`) | 185k–217k | 234k–252k | - |
 //! | 2 workers, readings/s | 43k | 40k | ≥ 1.7 × one |
-//! | state B/device, 10k / 50k / 200k | 1,222 / 1,170 / 1,158 | 1,135 / 1,085 / 1,078 (dedup as seq runs) | ≤ 150 |
+//! | state B/device, 10k / 50k / 200k | 1,222 / 1,170 / 1,158 | 1,135 / 1,085 / 1,078 (dedup as seq runs); 429 / 368 / 359 (+ `VecDeque` history) | ≤ 150 |
 //!
 //! Profile (perf, 1 worker): JSON decode ~20 %, Dedup ~15 %, `WindowEngine::ingest` ~14 %, Quality ~8 %,
-//! malloc/free/memmove ~15 %, the rest timely scheduling. A `VecDeque` history (tried) brought the state
-//! to 359–429 B/device but broke the 2-process cluster case of `tests/dataflow_reference.rs` (bincode
-//! `DeserializeAnyNotSupported` in a timed operator; cause not found in time), so it is not in.
+//! malloc/free/memmove ~15 %, the rest timely scheduling. Remaining per-device bytes: `String` ids
+//! (device map keys in dedup and engine, plus heap), the engine's `Dev` struct (base state, alert
+//! flags) in a `BTreeMap` node, one history slot per reading. (Note: two concurrent runs of
+//! `tests/dataflow_reference.rs` on one machine interfere through the cluster case's loopback ports.)
 
 use std::sync::Arc;
 use std::time::Instant;
