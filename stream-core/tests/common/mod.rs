@@ -148,23 +148,34 @@ impl Publisher {
                         }
                     }
                 });
-                let mut sent = 0u64;
+                // Bodies not yet acknowledged, in publish order. rumqttc drops its own retransmission
+                // queue when the broker comes back without our session (PITFALLS.md), so the publisher
+                // republishes them itself; copies that arrive twice are the core's dedup's job.
+                let mut pending: std::collections::VecDeque<Vec<u8>> = Default::default();
                 let mut acked = 0u64;
                 let mut closed = false;
                 loop {
-                    if closed && acked >= sent {
+                    if closed && pending.is_empty() {
                         break;
                     }
                     tokio::select! {
                         m = qrx.recv(), if !closed => match m {
                             Some(Some(body)) => {
-                                c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body).await.unwrap();
-                                sent += 1;
+                                c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body.clone()).await.unwrap();
+                                pending.push_back(body);
                             }
                             _ => closed = true,
                         },
                         ev = el.poll() => match ev {
-                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                                acked += 1;
+                                pending.pop_front();
+                            }
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ca))) if !ca.session_present => {
+                                for body in pending.iter() {
+                                    c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body.clone()).await.unwrap();
+                                }
+                            }
                             Ok(_) => {}
                             Err(_) => {
                                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -191,8 +202,20 @@ impl Publisher {
     }
 
     /// Waits until every message is acknowledged by the broker; returns the PUBACK count.
+    ///
+    /// # Panics
+    /// When the broker has not acknowledged everything within 90 s (a test must fail, not hang).
     pub fn finish(mut self) -> u64 {
         self.tx.send(None).unwrap();
-        self.thread.take().unwrap().join().unwrap()
+        let thread = self.thread.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "publisher: broker did not acknowledge every message within 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        thread.join().unwrap()
     }
 }
