@@ -22,7 +22,7 @@
 //! has passed. Results therefore do not depend on worker count, exchange order or scheduling.
 
 use crate::dedup::{DedupCore, Seen, SeenOutcome};
-use crate::model::{CoreInput, CoreOutput, SiteInfo, WindowConfig, route_hash};
+use crate::model::{CoreInput, CoreOutput, Routed, SiteInfo, WindowConfig, route_hash};
 use crate::quality::{QualityCore, QualityIn};
 use crate::rollup::RollupCore;
 use crate::store::QualityRow;
@@ -159,13 +159,17 @@ enum DedupOut {
     Seen(Seen),
 }
 impl TimedCore for DedupOp {
-    type In = (Reading, i64);
+    type In = Routed;
     type Out = DedupOut;
     fn next_close(&self, _: bool) -> Option<u64> {
         None
     }
     fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<DedupOut>) {}
-    fn ingest(&mut self, t: u64, batch: Vec<(Reading, i64)>, out: &mut Vec<DedupOut>) {
+    fn ingest(&mut self, t: u64, batch: Vec<Routed>, out: &mut Vec<DedupOut>) {
+        let batch = batch
+            .into_iter()
+            .map(|r| (r.reading, r.ingest_ms))
+            .collect();
         let (acc, seen) = self.0.ingest(t, batch);
         out.extend(acc.into_iter().map(DedupOut::Reading));
         out.extend(seen.into_iter().map(DedupOut::Seen));
@@ -232,7 +236,7 @@ pub fn build<'s>(
     info: &Arc<SiteInfo>,
 ) -> StreamVec<'s, u64, CoreOutput> {
     let readings = named_flat_map(input.clone(), "Validate", |x| match x {
-        CoreInput::Reading { reading, ingest_ms } => Some((reading, ingest_ms)),
+        CoreInput::Reading { reading, ingest_ms } => Some(Routed { reading, ingest_ms }),
         CoreInput::Rejected { .. } => None,
     });
     let rejects = named_flat_map(input, "Rejects", |x| match x {
@@ -241,7 +245,7 @@ pub fn build<'s>(
     });
     let dedup = timed(
         readings,
-        Exchange::new(|x: &(Reading, i64)| route_hash(x.0.site.as_str())),
+        Exchange::new(|x: &Routed| route_hash(x.reading.site.as_str())),
         "Dedup",
         DedupOp(DedupCore::new(
             cfg.correction_horizon_ms,

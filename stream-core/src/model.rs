@@ -6,7 +6,52 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use telemetry::message::{Alert, WindowAggregate};
 use telemetry::registry::Registry;
-use telemetry::{DeviceKind, Measurement, Reading};
+use telemetry::{
+    DeviceId, DeviceKind, DistrictId, GridEvent, GridSummary, Measurement, ParkingChange,
+    ParkingHeartbeat, Reading, SiteId, TimeSource,
+};
+
+/// A reading with its receive time on its way between workers (the Dedup exchange, keyed by site).
+///
+/// Records that cross a process boundary are serialized by timely with bincode, which cannot read
+/// self-describing forms: the contract's [`Measurement`] is an internally tagged enum (its JSON shape)
+/// and would fail with `DeserializeAnyNotSupported`. This record therefore serializes the reading with
+/// an externally tagged mirror of the reading, which bincode reads back exactly; within a process
+/// records are moved, not serialized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routed {
+    /// The reading.
+    #[serde(with = "ReadingWire")]
+    pub reading: Reading,
+    /// Receive time, UTC epoch ms.
+    pub ingest_ms: i64,
+}
+
+/// Exchange form of [`Reading`] (serde remote definition; see [`Routed`]).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Reading")]
+struct ReadingWire {
+    device: DeviceId,
+    site: SiteId,
+    district: DistrictId,
+    boot: u32,
+    seq: u32,
+    ts_ms: i64,
+    time_source: TimeSource,
+    replayed: bool,
+    #[serde(with = "MeasurementWire")]
+    data: Measurement,
+}
+
+/// Exchange form of [`Measurement`]: externally tagged (a variant index in bincode).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Measurement")]
+enum MeasurementWire {
+    ParkingChange(ParkingChange),
+    ParkingHeartbeat(ParkingHeartbeat),
+    GridSummary(GridSummary),
+    GridEvent(GridEvent),
+}
 
 /// One input record of the dataflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

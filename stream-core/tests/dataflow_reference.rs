@@ -1,11 +1,14 @@
 //! The timely dataflow against a plain single-threaded reference, on seeded, shuffled input with
-//! duplicates, late (corrected) and too-late readings, on 1, 2 and 4 workers.
+//! duplicates, late (corrected) and too-late readings, on 1, 2 and 4 workers, and on 2 OS processes
+//! (2 workers each) forming one timely cluster over loopback TCP, where every exchanged record crosses
+//! the process boundary serialized (bincode).
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use stream_core::dataflow::run_finite;
 use stream_core::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
 use telemetry::message::WindowAggregate;
@@ -504,4 +507,111 @@ fn dataflow_matches_reference_on_1_2_4_workers() {
     }
     let total_dups: u64 = last_q.values().map(|q| q.duplicates).sum();
     assert_eq!(total_dups as usize, exp.dup);
+}
+
+/// Environment of a child process of [`dataflow_matches_on_2_processes_over_loopback`].
+const CHILD_ENV: &str = "CITYBRAIN_TEST_CLUSTER_CHILD";
+
+/// The outputs as sorted `Debug` lines (exact: `Debug` prints f64 in shortest round-trip form).
+fn debug_lines(out: &[(u64, CoreOutput)]) -> Vec<String> {
+    let mut v: Vec<String> = out.iter().map(|x| format!("{x:?}")).collect();
+    v.sort();
+    v
+}
+
+/// Two OS processes × 2 workers, one timely cluster over loopback: the union of their outputs equals
+/// the single-worker run line for line. The test re-runs its own binary as the two processes.
+#[test]
+fn dataflow_matches_on_2_processes_over_loopback() {
+    let reg = registry();
+    let info = Arc::new(SiteInfo::from_registry(&reg));
+    let cfg = WindowConfig::default();
+    let b = Arc::new(batches(7, &generate(7)));
+
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        // Child: "<process index>;<host:port>,<host:port>;<output file>".
+        let mut parts = spec.split(';');
+        let process: usize = parts.next().unwrap().parse().unwrap();
+        let addresses: Vec<String> = parts.next().unwrap().split(',').map(String::from).collect();
+        let path = parts.next().unwrap().to_string();
+        let config = timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: 2,
+                process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        };
+        let out = run_finite(config, b, cfg, info).expect("cluster run");
+        std::fs::write(&path, debug_lines(&out).join("\n")).unwrap();
+        return;
+    }
+
+    let one = debug_lines(&run_finite(timely::Config::thread(), b, cfg, info).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // Two free loopback ports (bound, read, released).
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hosts = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for process in 0..2 {
+        let out = dir.path().join(format!("out{process}.txt"));
+        let child = std::process::Command::new(&exe)
+            .args([
+                "dataflow_matches_on_2_processes_over_loopback",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{process};{hosts};{}", out.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((child, out));
+    }
+    // A worker that panics leaves its peers waiting forever: bound the wait and report the children.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && children
+            .iter_mut()
+            .any(|(c, _)| c.try_wait().unwrap().is_none())
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut report = String::new();
+    let mut ok = true;
+    let mut many = Vec::new();
+    for (process, (mut child, out)) in children.into_iter().enumerate() {
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        ok &= o.status.success();
+        report += &format!(
+            "process {process}: {:?}\n{}\n{}\n",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if let Ok(text) = std::fs::read_to_string(&out) {
+            many.extend(text.lines().filter(|l| !l.is_empty()).map(String::from));
+        }
+    }
+    assert!(ok, "a cluster process failed or hung:\n{report}");
+    many.sort();
+    assert_eq!(one.len(), many.len(), "2 processes: same number of outputs");
+    assert!(one == many, "2 processes: identical outputs");
 }
