@@ -56,6 +56,7 @@ pub async fn replay(
     let from = newest.saturating_sub(cfg.retention_ms());
     let mut after = None;
     let mut n = 0u64;
+    let mut last_ingest = i64::MIN;
     loop {
         let (s, a) = (store.clone(), after.clone());
         let page =
@@ -74,7 +75,8 @@ pub async fn replay(
         let batch: Vec<CoreInput> = page
             .into_iter()
             .map(|sr| {
-                wm.observe(sr.reading.ts_ms, sr.ingest_ms);
+                wm.observe(sr.reading.device.as_str(), sr.reading.ts_ms, sr.ingest_ms);
+                last_ingest = last_ingest.max(sr.ingest_ms);
                 CoreInput::Reading {
                     reading: sr.reading,
                     ingest_ms: sr.ingest_ms,
@@ -82,6 +84,7 @@ pub async fn replay(
             })
             .collect();
         let t = u64::try_from(wm.get().max(0)).unwrap_or(0);
+        wm.advance(last_ingest);
         if tx.send((t, batch)).await.is_err() {
             break;
         }

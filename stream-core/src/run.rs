@@ -95,6 +95,9 @@ pub struct CoreConfig {
     pub http_addr: String,
     /// Wall time without watermark progress before it moves with the wall clock, ms.
     pub idle_advance_ms: i64,
+    /// Wall time after which a silent device no longer counts for the watermark, ms (default
+    /// 900,000 = 15 min; see [`crate::watermark`]).
+    pub source_idle_ms: i64,
     /// Capacity of the ingest → dataflow and dataflow → sink channels, batches / records.
     pub channel_capacity: usize,
     /// Publish aggregates and alerts on MQTT.
@@ -129,6 +132,7 @@ impl Default for CoreConfig {
             hosts: Vec::new(),
             http_addr: "127.0.0.1:9181".into(),
             idle_advance_ms: 5_000,
+            source_idle_ms: 900_000,
             channel_capacity: 1024,
             publish: true,
             ingest_buffer_messages: 100,
@@ -285,6 +289,11 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     if cfg.ingest_buffer_messages == 0 {
         return Err(CoreError::Config(
             "ingest_buffer_messages must be > 0".into(),
+        ));
+    }
+    if cfg.source_idle_ms <= 0 || cfg.idle_advance_ms <= 0 {
+        return Err(CoreError::Config(
+            "source_idle_ms and idle_advance_ms must be > 0".into(),
         ));
     }
     let registry = match &cfg.registry_path {
@@ -722,7 +731,7 @@ async fn writer(
     tx: tokio::sync::mpsc::Sender<(u64, Vec<CoreInput>)>,
     shutdown: CancellationToken,
 ) {
-    let mut wm = Watermark::new(cfg.idle_advance_ms);
+    let mut wm = Watermark::new(cfg.idle_advance_ms, cfg.source_idle_ms);
     if cfg.replay_on_start {
         match crate::recovery::replay(store.clone(), &cfg.windows, &tx, &mut wm).await {
             Ok(n) => {
@@ -867,7 +876,7 @@ async fn writer(
                     let lag = now - r.ts_ms;
                     counters.metrics.ingest_lag_ms.observe(lag as f64);
                     last_lag = Some(lag);
-                    wm.observe(r.ts_ms, now);
+                    wm.observe(r.device.as_str(), r.ts_ms, now);
                     batch.push(CoreInput::Reading {
                         reading: r,
                         ingest_ms: now,
@@ -889,7 +898,7 @@ async fn writer(
         if tx.send((t, batch)).await.is_err() {
             break;
         }
-        publish_wm(&wm_shared, wm.get());
+        publish_wm(&wm_shared, wm.advance(now_ms()));
     }
     // The reader keeps polling until we return, so waiting on the queue is fine now.
     for p in acks {
