@@ -10,6 +10,7 @@ use crate::access::{AuditRow, AuthFailure, Dataset, Resolution, Role, TokenInfo}
 use crate::error::AppError;
 use crate::live;
 use crate::metrics::Metrics;
+use crate::series::{self, Layout};
 use crate::{AppState, rollup};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -22,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use stream_core::store::{AggregateQuery, QualityQuery, QualityRow, ReadingQuery};
+use stream_core::store::{
+    AggregateColumns, AggregateQuery, QualityQuery, QualityRow, ReadingQuery,
+};
 use telemetry::DeviceKind;
 use telemetry::message::WindowAggregate;
 
@@ -569,8 +572,11 @@ fn resolve_series(
     Ok((kind, scope.to_string(), id.to_string()))
 }
 
-/// Reads one series at a resolution: 1 m and 15 m directly, 1 h and 1 d rolled up from 15-min rows over
-/// the bucket-aligned range. Shared by the API and the benchmark.
+/// Reads one series at a resolution, in columns: 1 m and 15 m straight from the store
+/// ([`SeriesStore::query_aggregate_columns`]), 1 h and 1 d rolled up from 15-min rows over the
+/// bucket-aligned range. Shared by the API and the benchmark.
+///
+/// [`SeriesStore::query_aggregate_columns`]: stream_core::store::SeriesStore::query_aggregate_columns
 ///
 /// # Errors
 /// Storage failures.
@@ -582,7 +588,7 @@ pub fn read_series(
     res: Resolution,
     from_ms: i64,
     to_ms: i64,
-) -> Result<Vec<WindowAggregate>, stream_core::store::StoreError> {
+) -> Result<AggregateColumns, stream_core::store::StoreError> {
     let step = res.ms().max(60_000);
     let base = if res <= Resolution::M15 {
         step
@@ -599,16 +605,16 @@ pub fn read_series(
         from_ms: from_a,
         to_ms: to_a,
     };
-    let rows = store.query_aggregates(&q)?;
-    Ok(if base == step {
-        rows
-    } else {
-        rollup::rollup(&rows, step)
-    })
+    if base == step {
+        return store.query_aggregate_columns(&q);
+    }
+    // At most (range / 15 min) rows: small next to a 1-minute read, so the row roll-up is kept.
+    let rows = rollup::rollup(&store.query_aggregates(&q)?, step);
+    Ok(AggregateColumns::from_rows(kind, scope, id, step, &rows))
 }
 
 /// `GET /api/v1/history`: one series (lot, feeder, device or district) over a range at a resolution;
-/// `format=csv` downloads it.
+/// `format=csv` downloads it; `layout=columns` returns JSON arrays per field (see [`series`]).
 async fn history(
     State(state): State<AppState>,
     Caller(c): Caller,
@@ -624,6 +630,7 @@ async fn history(
             "to_ms",
             "resolution",
             "format",
+            "layout",
         ],
     )?;
     let (kind, scope, id) = resolve_series(&state, &q)?;
@@ -645,6 +652,15 @@ async fn history(
         ));
     }
     let fmt = format(&q)?;
+    let layout = match q.get("layout") {
+        None => Layout::Rows,
+        Some(_) if fmt == Format::Csv => {
+            return Err(AppError::bad("layout", "applies to format=json only"));
+        }
+        Some(l) => {
+            Layout::parse(l).ok_or_else(|| AppError::bad("layout", "expected rows or columns"))?
+        }
+    };
     let dataset = if scope == "device" {
         Dataset::raw(kind)
     } else {
@@ -661,8 +677,22 @@ async fn history(
     forbid(c.require_resolution(res))?;
     let store = state.store.clone();
     let (s2, i2) = (scope.clone(), id.clone());
-    let rows =
-        blocking(move || Ok(read_series(store.as_ref(), kind, &s2, &i2, res, from, to)?)).await?;
+    // Read and encode off the runtime (a 30-day 1-minute body is several MB); audit before returning it.
+    let (n, body) = blocking(move || {
+        let cols = read_series(store.as_ref(), kind, &s2, &i2, res, from, to)?;
+        let echo = series::Echo {
+            resolution: res.as_str(),
+            from_ms: from,
+            to_ms: to,
+        };
+        let body = match fmt {
+            Format::Json => series::json_body(&cols, echo, layout)
+                .map_err(|e| AppError::Internal(format!("history JSON: {e}")))?,
+            Format::Csv => series::csv_body(&cols).map_err(csv_err)?,
+        };
+        Ok((cols.len(), body))
+    })
+    .await?;
     let query = format!("{kind}/{scope}/{id}@{}", res.as_str());
     let action = if fmt == Format::Csv {
         "export_csv"
@@ -678,49 +708,23 @@ async fn history(
             query,
             from_ms: from,
             to_ms: to,
-            rows: rows.len(),
+            rows: n,
         },
     )
     .await?;
     match fmt {
-        Format::Json => Ok(Json(json!({
-            "kind": kind, "scope": scope, "id": id, "resolution": res.as_str(),
-            "from_ms": from, "to_ms": to, "rows": rows,
-        }))
-        .into_response()),
-        Format::Csv => {
-            let mut names: Vec<&String> = rows.iter().flat_map(|r| r.metrics.keys()).collect();
-            names.sort();
-            names.dedup();
-            let mut w = csv::Writer::from_writer(Vec::new());
-            let mut head = vec![
-                "start_utc".to_string(),
-                "start_ms".into(),
-                "window_ms".into(),
-                "count".into(),
-            ];
-            head.extend(names.iter().map(|n| n.to_string()));
-            w.write_record(&head).map_err(csv_err)?;
-            for r in &rows {
-                let mut rec = vec![
-                    crate::timefmt::rfc3339_ms(r.start_ms),
-                    r.start_ms.to_string(),
-                    r.window_ms.to_string(),
-                    r.count.to_string(),
-                ];
-                rec.extend(
-                    names
-                        .iter()
-                        .map(|n| r.metrics.get(*n).map(|v| v.to_string()).unwrap_or_default()),
-                );
-                w.write_record(&rec).map_err(csv_err)?;
-            }
-            let body = w.into_inner().map_err(csv_err)?;
-            Ok(csv_response(
-                body,
-                &format!("history-{kind}-{scope}-{id}-{}.csv", res.as_str()),
-            ))
-        }
+        Format::Json => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()),
+        Format::Csv => Ok(csv_response(
+            body,
+            &format!("history-{kind}-{scope}-{id}-{}.csv", res.as_str()),
+        )),
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`error`]: [`AppError`], mapped to 400 / 401 / 403 / 404 / 429 / 500 responses.
 //! - [`api`]: the JSON/CSV handlers under `/api/v1`.
 //! - [`rollup`]: 15-minute rows rolled up to 1 h / 1 d (pure).
+//! - [`series`]: one series in columns encoded as history JSON (rows or columns) or CSV (pure).
 //! - [`live`]: MQTT → broadcast bridge and the SSE endpoint.
 //! - [`opendata`]: FIWARE `OffStreetParking` shaping of the delayed open-data product.
 //! - [`catalog`]: the data catalog (datasets, owners, classification, retention, lineage).
@@ -37,6 +38,7 @@ pub mod live;
 pub mod metrics;
 pub mod opendata;
 pub mod rollup;
+pub mod series;
 pub mod timefmt;
 pub mod web;
 

@@ -14,6 +14,7 @@ pub use influx::{InfluxConfig, InfluxSink, SeriesSink};
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use telemetry::DeviceKind;
@@ -90,6 +91,122 @@ pub struct AggregateQuery {
     pub from_ms: i64,
     /// Range end (exclusive), UTC epoch ms.
     pub to_ms: i64,
+}
+
+/// One aggregate series in columns: the rows of [`SeriesStore::query_aggregates`] (highest version per
+/// window, ordered by start) as parallel vectors, so a long series is read and serialized without a
+/// `BTreeMap` per row.
+///
+/// Shape: `start_ms`, `version`, `count` and `district` all have [`AggregateColumns::len`] entries, one
+/// per window; every vector in `metrics` has the same length, with `None` where that window has no value
+/// for the metric. A metric appears in `metrics` only when at least one window has it, so
+/// [`AggregateColumns::to_rows`] gives back exactly the rows the columns were built from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateColumns {
+    /// Device kind of the series.
+    pub kind: DeviceKind,
+    /// `device`, `lot`, `feeder` or `district`.
+    pub scope: String,
+    /// Id within the scope.
+    pub id: String,
+    /// Window length of every row, ms.
+    pub window_ms: i64,
+    /// Window starts, UTC epoch ms, ascending.
+    pub start_ms: Vec<i64>,
+    /// Version of each window (the highest stored).
+    pub version: Vec<u32>,
+    /// Readings aggregated in each window.
+    pub count: Vec<u64>,
+    /// District of each window's row.
+    pub district: Vec<String>,
+    /// Metric name (unit in the name) → one value per window (`None`: absent in that window).
+    pub metrics: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+impl AggregateColumns {
+    /// No windows yet, for the series `kind`/`scope`/`id` at `window_ms`.
+    pub fn new(kind: DeviceKind, scope: &str, id: &str, window_ms: i64) -> Self {
+        AggregateColumns {
+            kind,
+            scope: scope.to_string(),
+            id: id.to_string(),
+            window_ms,
+            start_ms: Vec::new(),
+            version: Vec::new(),
+            count: Vec::new(),
+            district: Vec::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+
+    /// Columns of `rows` (taken in the given order; their own kind/scope/id/window are not checked
+    /// against the arguments).
+    pub fn from_rows(
+        kind: DeviceKind,
+        scope: &str,
+        id: &str,
+        window_ms: i64,
+        rows: &[WindowAggregate],
+    ) -> Self {
+        let mut c = Self::new(kind, scope, id, window_ms);
+        c.start_ms.reserve(rows.len());
+        c.version.reserve(rows.len());
+        c.count.reserve(rows.len());
+        c.district.reserve(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            c.start_ms.push(r.start_ms);
+            c.version.push(r.version);
+            c.count.push(r.count);
+            c.district.push(r.district.clone());
+            for (name, v) in &r.metrics {
+                let col = c
+                    .metrics
+                    .entry(name.clone())
+                    .or_insert_with(|| vec![None; i]);
+                col.push(Some(*v));
+            }
+            for col in c.metrics.values_mut() {
+                if col.len() == i {
+                    col.push(None);
+                }
+            }
+        }
+        c
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.start_ms.len()
+    }
+
+    /// True when there are no windows.
+    pub fn is_empty(&self) -> bool {
+        self.start_ms.is_empty()
+    }
+
+    /// Window `i` as a row (`None` when `i >= len()`).
+    pub fn row(&self, i: usize) -> Option<WindowAggregate> {
+        Some(WindowAggregate {
+            kind: self.kind,
+            scope: self.scope.clone(),
+            id: self.id.clone(),
+            district: self.district.get(i)?.clone(),
+            start_ms: *self.start_ms.get(i)?,
+            window_ms: self.window_ms,
+            version: *self.version.get(i)?,
+            count: *self.count.get(i)?,
+            metrics: self
+                .metrics
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), (*v.get(i)?)?)))
+                .collect(),
+        })
+    }
+
+    /// All windows as rows, in order.
+    pub fn to_rows(&self) -> Vec<WindowAggregate> {
+        (0..self.len()).filter_map(|i| self.row(i)).collect()
+    }
 }
 
 /// A query for raw readings.
@@ -232,6 +349,22 @@ pub trait SeriesStore: Send + Sync {
     /// # Errors
     /// Storage failures.
     fn query_aggregates(&self, q: &AggregateQuery) -> Result<Vec<WindowAggregate>, StoreError>;
+    /// As [`SeriesStore::query_aggregates`], in columns ([`AggregateColumns`]; `window_ms` and the
+    /// series come from the query). The default builds the columns from `query_aggregates`; the SQLite
+    /// store reads them directly, without a row struct or a metric map per window.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn query_aggregate_columns(&self, q: &AggregateQuery) -> Result<AggregateColumns, StoreError> {
+        let rows = self.query_aggregates(q)?;
+        Ok(AggregateColumns::from_rows(
+            q.kind,
+            &q.scope,
+            &q.id,
+            q.window_ms,
+            &rows,
+        ))
+    }
     /// The newest window (highest version) of every series of a kind/scope/window length, optionally
     /// only windows starting before `before_ms`.
     ///

@@ -252,3 +252,199 @@ fn open_store_creates_directory() {
     let s = crate::store::open_store(&cfg).unwrap();
     assert_eq!(s.reading_counts().unwrap().rows, 0);
 }
+
+/// Reference for "highest version per window": every inserted row keyed by (series, window length,
+/// start), keeping the highest version (a re-upsert of the same version replaces it).
+type RefKey = (String, i64, i64);
+
+/// Seeded random series with corrections, windows lacking some metrics, a metric that only a
+/// superseded version has, a district change, other series and window lengths as noise: the row and
+/// the column reads both equal a plain reference.
+#[test]
+fn aggregate_reads_match_a_plain_reference() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let s = SqliteStore::open_in_memory().unwrap();
+    let names = [
+        "arrivals",
+        "occupancy_mean_ratio",
+        "occupancy_max_ratio",
+        "departures",
+    ];
+    let mut reference: BTreeMap<RefKey, WindowAggregate> = BTreeMap::new();
+    let mut batch = Vec::new();
+    for n in 0..3_000 {
+        let id = if rng.random_bool(0.8) { "L1" } else { "L2" };
+        let window_ms = if rng.random_bool(0.8) {
+            60_000
+        } else {
+            900_000
+        };
+        let start_ms = T0 + rng.random_range(0..400i64) * 60_000;
+        let version = rng.random_range(1..4u32);
+        let mut metrics = BTreeMap::new();
+        for name in names {
+            if rng.random_bool(0.8) {
+                // Values JSON round-trips exactly (serde_json's default float parsing may be one
+                // ulp off for arbitrary doubles: `metric_decoding_matches_serde_json` covers those).
+                let v = f64::from(rng.random_range(-100_000..100_000i32)) / 1024.0;
+                metrics.insert(name.to_string(), v);
+            }
+        }
+        if version == 1 && rng.random_bool(0.05) {
+            metrics.insert("only_in_v1".to_string(), 1.0);
+        }
+        if rng.random_bool(0.01) {
+            // A name with escapes in its JSON form (not borrowed from the text).
+            metrics.insert("we\"ird\\name\u{e9}".to_string(), 0.5);
+        }
+        let row = WindowAggregate {
+            kind: DeviceKind::Parking,
+            scope: "lot".into(),
+            id: id.into(),
+            district: if start_ms < T0 + 200 * 60_000 {
+                "central"
+            } else {
+                "north"
+            }
+            .into(),
+            start_ms,
+            window_ms,
+            version,
+            count: rng.random_range(0..100),
+            metrics,
+        };
+        let key = (id.to_string(), window_ms, start_ms);
+        match reference.get(&key) {
+            Some(old) if old.version > version => {}
+            _ => {
+                reference.insert(key, row.clone());
+            }
+        }
+        batch.push(row);
+        if n % 500 == 499 {
+            s.upsert_aggregates(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    s.upsert_aggregates(&batch).unwrap();
+    // A grid series with the same id must not leak in.
+    let mut grid = agg("L1", T0, 9, 9.0);
+    grid.kind = DeviceKind::Grid;
+    s.upsert_aggregates(&[grid]).unwrap();
+
+    for (id, window_ms, from_ms, to_ms) in [
+        ("L1", 60_000, T0, T0 + 400 * 60_000),
+        ("L1", 60_000, T0 + 10 * 60_000, T0 + 250 * 60_000 + 1),
+        ("L2", 60_000, T0, T0 + 400 * 60_000),
+        ("L1", 900_000, T0, T0 + 400 * 60_000),
+        ("L1", 60_000, T0 + 500 * 60_000, T0 + 600 * 60_000),
+    ] {
+        let want: Vec<WindowAggregate> = reference
+            .iter()
+            .filter(|((i, w, st), _)| i == id && *w == window_ms && *st >= from_ms && *st < to_ms)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let q = AggregateQuery {
+            kind: DeviceKind::Parking,
+            scope: "lot".into(),
+            id: id.into(),
+            window_ms,
+            from_ms,
+            to_ms,
+        };
+        let rows = s.query_aggregates(&q).unwrap();
+        assert_eq!(rows, want, "{q:?}");
+        let cols = s.query_aggregate_columns(&q).unwrap();
+        assert_eq!(cols.len(), want.len());
+        assert_eq!(cols.to_rows(), want, "{q:?}");
+        // Built independently from the reference rows (one column per metric name present).
+        let names_present: std::collections::BTreeSet<&String> =
+            want.iter().flat_map(|r| r.metrics.keys()).collect();
+        assert_eq!(
+            cols.metrics
+                .keys()
+                .collect::<std::collections::BTreeSet<_>>(),
+            names_present
+        );
+        for (name, col) in &cols.metrics {
+            assert_eq!(col.len(), want.len());
+            for (v, r) in col.iter().zip(&want) {
+                assert_eq!(*v, r.metrics.get(name).copied(), "{name}");
+            }
+        }
+        assert_eq!(
+            cols,
+            AggregateColumns::from_rows(DeviceKind::Parking, "lot", id, window_ms, &want)
+        );
+    }
+    // Sanity of the fixture: corrections, gaps and the superseded-only metric all occur.
+    assert!(reference.values().any(|r| r.version > 1));
+    assert!(reference.values().any(|r| r.metrics.len() < names.len()));
+}
+
+/// A metrics column that is not a map of numbers is an error, not a panic, on both read paths.
+#[test]
+fn bad_metrics_text_is_an_error() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    for (n, bad) in ["{\"a\":null}", "[1,2]", "{\"a\":1} x", "not json"]
+        .iter()
+        .enumerate()
+    {
+        lock(&s.writer)
+            .execute(
+                &format!("INSERT INTO aggregates ({AGG_COLS}) VALUES ('parking','lot','L1',60000,?1,1,'c',1,?2)"),
+                params![T0 + n as i64 * 60_000, bad],
+            )
+            .unwrap();
+    }
+    for n in 0..4 {
+        let q = AggregateQuery {
+            kind: DeviceKind::Parking,
+            scope: "lot".into(),
+            id: "L1".into(),
+            window_ms: 60_000,
+            from_ms: T0 + n * 60_000,
+            to_ms: T0 + n * 60_000 + 1,
+        };
+        assert!(
+            matches!(s.query_aggregates(&q), Err(StoreError::Other(_))),
+            "{n}"
+        );
+        assert!(
+            matches!(s.query_aggregate_columns(&q), Err(StoreError::Other(_))),
+            "{n}"
+        );
+    }
+}
+
+/// The streaming metric decoder gives exactly what the previous decoder (`serde_json` into a
+/// `BTreeMap<String, f64>`) gave, bit for bit, on arbitrary doubles and names with escapes.
+#[test]
+fn metric_decoding_matches_serde_json() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for _ in 0..2_000 {
+        let mut m = BTreeMap::new();
+        for n in 0..rng.random_range(0..6) {
+            let v = f64::from_bits(rng.random::<u64>());
+            let v = if v.is_finite() {
+                v
+            } else {
+                rng.random::<f64>() * 1e300
+            };
+            m.insert(format!("m{n}_\u{e9}\"q"), v);
+        }
+        let text = serde_json::to_string(&m).unwrap();
+        let want: BTreeMap<String, f64> = serde_json::from_str(&text).unwrap();
+        let mut got = BTreeMap::new();
+        for_each_metric(&text, |k, v| {
+            got.insert(k.to_string(), v);
+        })
+        .unwrap();
+        assert_eq!(got.len(), want.len());
+        for (k, v) in &want {
+            assert_eq!(got[k].to_bits(), v.to_bits(), "{text}");
+        }
+    }
+}
