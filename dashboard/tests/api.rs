@@ -155,6 +155,64 @@ async fn history_daily_and_15m_and_csv() {
     assert_eq!((log[0].action.as_str(), log[0].rows), ("export_csv", 5));
 }
 
+/// `layout=columns` carries the same windows as the default rows, at every resolution: rebuilt here
+/// into rows by hand (a `null` entry is a metric the window lacks) and compared with the row body.
+#[tokio::test]
+async fn history_columns_layout_equals_rows() {
+    let f = fixture();
+    for res in ["15m", "1h", "1d"] {
+        let base =
+            format!("/api/v1/history?scope=lot&id=L1&from_ms={T0}&to_ms={NOW}&resolution={res}");
+        let rows = get(&f, &base, Some(&f.planner)).await.json();
+        let cols = get(&f, &format!("{base}&layout=columns"), Some(&f.planner))
+            .await
+            .json();
+        let want = rows["rows"].as_array().unwrap();
+        assert!(!want.is_empty(), "{res}");
+        for k in ["kind", "scope", "id", "resolution", "from_ms", "to_ms"] {
+            assert_eq!(cols[k], rows[k], "{res} {k}");
+        }
+        let n = cols["start_ms"].as_array().unwrap().len();
+        assert_eq!(n, want.len(), "{res}");
+        let mut rebuilt = Vec::new();
+        for i in 0..n {
+            let mut metrics = serde_json::Map::new();
+            for (name, col) in cols["metrics"].as_object().unwrap() {
+                assert_eq!(col.as_array().unwrap().len(), n, "{res} {name}");
+                if !col[i].is_null() {
+                    metrics.insert(name.clone(), col[i].clone());
+                }
+            }
+            rebuilt.push(serde_json::json!({
+                "kind": cols["kind"], "scope": cols["scope"], "id": cols["id"],
+                "district": cols["district"][i], "start_ms": cols["start_ms"][i],
+                "window_ms": cols["window_ms"], "version": cols["version"][i],
+                "count": cols["count"][i], "metrics": metrics,
+            }));
+        }
+        assert_eq!(&rebuilt, want, "{res}");
+    }
+    // Both reads were audited with their window counts.
+    let log = f.state.access.audit_rows(0, 10).unwrap();
+    assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|r| r.action == "history" && r.rows > 0));
+    // A layout only applies to JSON, and only `rows` / `columns` exist.
+    for (q, msg) in [
+        ("layout=columns&format=csv", "format=json only"),
+        ("layout=table", "expected rows or columns"),
+    ] {
+        let r = get(
+            &f,
+            &format!("/api/v1/history?scope=lot&id=L1&from_ms={T0}&to_ms={NOW}&{q}"),
+            Some(&f.planner),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(r.json()["param"], "layout", "{q}");
+        assert!(r.text().contains(msg), "{q}: {}", r.text());
+    }
+}
+
 #[tokio::test]
 async fn resolution_and_scope_rules() {
     let f = fixture();

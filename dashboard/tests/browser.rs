@@ -183,6 +183,10 @@ async fn pages_in_headless_chromium() {
         .unwrap();
     assert!(table.contains("2024-03-01 10:00:00Z"), "{table}");
     assert!(table.contains("0.200"), "{table}");
+    // The chart is drawn from the `layout=columns` arrays the page fetched.
+    c.find(Locator::Css("#chart canvas"))
+        .await
+        .expect("history chart drawn");
     let href = c
         .find(Locator::Css("#csv"))
         .await
