@@ -38,7 +38,9 @@ use std::sync::Arc;
 pub const PAGE_ROWS: usize = 5_000;
 
 /// Replays stored readings into the dataflow input `tx`; returns how many were replayed. The watermark
-/// `wm` is advanced as the readings are observed.
+/// `wm` is advanced as the readings are observed. `shard = (index, count)`: only readings whose site
+/// has `route_hash(site) % count == index` are replayed (`(0, 1)`: all), so the processes of a
+/// cluster sharing one store replay each reading once.
 ///
 /// # Errors
 /// Storage failures (the caller logs them and starts with empty windows).
@@ -47,7 +49,9 @@ pub async fn replay(
     cfg: &WindowConfig,
     tx: &tokio::sync::mpsc::Sender<(u64, Vec<CoreInput>)>,
     wm: &mut Watermark,
+    shard: (usize, usize),
 ) -> Result<u64, StoreError> {
+    let (shard_index, shard_count) = (shard.0 as u64, shard.1.max(1) as u64);
     let s = store.clone();
     let newest = tokio::task::spawn_blocking(move || s.newest_reading_ms())
         .await
@@ -71,9 +75,13 @@ pub async fn replay(
             last.reading.seq,
         ));
         let full = page.len() == PAGE_ROWS;
-        n += page.len() as u64;
         let batch: Vec<CoreInput> = page
             .into_iter()
+            .filter(|sr| {
+                shard_count == 1
+                    || crate::model::route_hash(sr.reading.site.as_str()) % shard_count
+                        == shard_index
+            })
             .map(|sr| {
                 wm.observe(sr.reading.device.as_str(), sr.reading.ts_ms, sr.ingest_ms);
                 last_ingest = last_ingest.max(sr.ingest_ms);
@@ -83,6 +91,7 @@ pub async fn replay(
                 }
             })
             .collect();
+        n += batch.len() as u64;
         let t = u64::try_from(wm.get().max(0)).unwrap_or(0);
         wm.advance(last_ingest);
         if tx.send((t, batch)).await.is_err() {

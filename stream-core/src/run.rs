@@ -381,8 +381,15 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     let wcfg = cfg.windows.clone();
     let done = Arc::new(AtomicBool::new(false));
     let done_w = done.clone();
+    // The first worker of this process feeds its input (worker indices are global in a cluster:
+    // process p's workers are p × w … p × w + w − 1).
+    let feeder_index = if cfg.processes > 1 {
+        cfg.process_index * cfg.workers.max(1)
+    } else {
+        0
+    };
     let guards = timely::execute(timely_cfg, move |worker| {
-        let mut rx = if worker.index() == 0 {
+        let mut rx = if worker.index() == feeder_index {
             rx.lock().unwrap_or_else(|p| p.into_inner()).take()
         } else {
             None
@@ -451,6 +458,17 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     out_stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(counters.report())
+}
+
+/// Which stored readings this process replays at start: all of them alone; in a cluster (whose
+/// processes share one store) the sites with `route_hash(site) % processes == process_index`, so each
+/// stored reading is replayed exactly once across the cluster.
+fn replay_shard(cfg: &CoreConfig) -> (usize, usize) {
+    if cfg.processes > 1 {
+        (cfg.process_index, cfg.processes)
+    } else {
+        (0, 1)
+    }
 }
 
 fn timely_config(cfg: &CoreConfig) -> Result<timely::Config, CoreError> {
@@ -733,7 +751,15 @@ async fn writer(
 ) {
     let mut wm = Watermark::new(cfg.idle_advance_ms, cfg.source_idle_ms);
     if cfg.replay_on_start {
-        match crate::recovery::replay(store.clone(), &cfg.windows, &tx, &mut wm).await {
+        match crate::recovery::replay(
+            store.clone(),
+            &cfg.windows,
+            &tx,
+            &mut wm,
+            replay_shard(&cfg),
+        )
+        .await
+        {
             Ok(n) => {
                 counters.with(|r| r.replayed_readings += n);
                 counters.metrics.replayed_readings.inc_by(n);
