@@ -10,6 +10,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in log files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Errors are for users: the message chain, without a backtrace even when RUST_BACKTRACE is set.
     if let Err(e) = citybrain::cli::run(cli) {

@@ -26,8 +26,8 @@ pub enum TokenCmd {
         /// Finest resolution: raw, 1m, 15m, 1h or 1d (default 1m; raw for admin/grid_manager).
         #[arg(long)]
         finest: Option<String>,
-        /// Lifetime in days (default 90).
-        #[arg(long, default_value_t = 90)]
+        /// Lifetime in days, 1–3650 (default 90).
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=3650))]
         days: i64,
     },
     /// Lists tokens (never secrets).
@@ -83,7 +83,7 @@ pub fn run_token(cfg: &DashboardConfig, cmd: TokenCmd, now_ms: i64) -> anyhow::R
                 role,
                 datasets,
                 finest,
-                expires_ms: now_ms + days.max(1) * 86_400_000,
+                expires_ms: now_ms + days * 86_400_000,
             };
             let (info, token) = store.create_token(&req, HashCost::default())?;
             println!("id:       {}", info.id);

@@ -64,6 +64,24 @@ fn token_lifecycle() {
         out.contains("datasets: parking_aggregates,grid_aggregates,alerts,quality,open_data"),
         "{out}"
     );
+    // A zero-day token is refused, naming the flag (it used to become a 1-day token silently).
+    let (ok, _, err) = run(
+        &cfg,
+        &[
+            "token",
+            "create",
+            "--application",
+            "a",
+            "--purpose",
+            "p",
+            "--role",
+            "planner",
+            "--days",
+            "0",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("--days"), "{err}");
     // A planner cannot be granted raw grid data.
     let (ok, _, err) = run(
         &cfg,
