@@ -33,7 +33,8 @@ use telemetry::Reading;
 use telemetry::message::WindowAggregate;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
-use timely::dataflow::operators::generic::OutputBuilderSession;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 use timely::dataflow::operators::{Concat, Operator, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 
@@ -115,6 +116,56 @@ where
     })
 }
 
+/// A named stateless operator that moves each record to one of three outputs (pipeline). Unlike several
+/// `flat_map`s on one stream, records are not cloned per consumer (timely clones a batch for every
+/// extra reader of a stream, which for readings is most of the pipeline's copying).
+#[allow(clippy::type_complexity)]
+fn split3<'s, D, A, B, C>(
+    stream: StreamVec<'s, u64, D>,
+    name: &str,
+    mut f: impl FnMut(D, &mut Vec<A>, &mut Vec<B>, &mut Vec<C>) + 'static,
+) -> (
+    StreamVec<'s, u64, A>,
+    StreamVec<'s, u64, B>,
+    StreamVec<'s, u64, C>,
+)
+where
+    D: Clone + 'static,
+    A: Clone + 'static,
+    B: Clone + 'static,
+    C: Clone + 'static,
+{
+    let mut builder = OperatorBuilder::new(name.to_owned(), stream.scope());
+    let mut input = builder.new_input(stream, Pipeline);
+    let (o1, s1) = builder.new_output::<Vec<A>>();
+    let (o2, s2) = builder.new_output::<Vec<B>>();
+    let (o3, s3) = builder.new_output::<Vec<C>>();
+    let mut o1 = OutputBuilder::<_, CapacityContainerBuilder<Vec<A>>>::from(o1);
+    let mut o2 = OutputBuilder::<_, CapacityContainerBuilder<Vec<B>>>::from(o2);
+    let mut o3 = OutputBuilder::<_, CapacityContainerBuilder<Vec<C>>>::from(o3);
+    builder.build(move |_| {
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        move |_frontiers| {
+            let (mut h1, mut h2, mut h3) = (o1.activate(), o2.activate(), o3.activate());
+            input.for_each(|cap, data| {
+                for x in data.drain(..) {
+                    f(x, &mut a, &mut b, &mut c);
+                }
+                if !a.is_empty() {
+                    h1.session(&cap).give_container(&mut a);
+                }
+                if !b.is_empty() {
+                    h2.session(&cap).give_container(&mut b);
+                }
+                if !c.is_empty() {
+                    h3.session(&cap).give_container(&mut c);
+                }
+            });
+        }
+    });
+    (s1, s2, s3)
+}
+
 /// A named stateless flat-map (pipeline).
 fn named_flat_map<'s, D: Clone + 'static, E: Clone + 'static, I: IntoIterator<Item = E>>(
     stream: StreamVec<'s, u64, D>,
@@ -166,10 +217,6 @@ impl TimedCore for DedupOp {
     }
     fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<DedupOut>) {}
     fn ingest(&mut self, t: u64, batch: Vec<Routed>, out: &mut Vec<DedupOut>) {
-        let batch = batch
-            .into_iter()
-            .map(|r| (r.reading, r.ingest_ms))
-            .collect();
         let (acc, seen) = self.0.ingest(t, batch);
         out.extend(acc.into_iter().map(DedupOut::Reading));
         out.extend(seen.into_iter().map(DedupOut::Seen));
@@ -235,13 +282,11 @@ pub fn build<'s>(
     cfg: &WindowConfig,
     info: &Arc<SiteInfo>,
 ) -> StreamVec<'s, u64, CoreOutput> {
-    let readings = named_flat_map(input.clone(), "Validate", |x| match x {
-        CoreInput::Reading { reading, ingest_ms } => Some(Routed { reading, ingest_ms }),
-        CoreInput::Rejected { .. } => None,
-    });
-    let rejects = named_flat_map(input, "Rejects", |x| match x {
-        CoreInput::Rejected { source, dataset } => Some(QualityIn::Rejected { source, dataset }),
-        CoreInput::Reading { .. } => None,
+    let (readings, rejects, _) = split3(input, "Validate", |x, ok, rej, _: &mut Vec<()>| match x {
+        CoreInput::Reading { reading, ingest_ms } => ok.push(Routed { reading, ingest_ms }),
+        CoreInput::Rejected { source, dataset } => {
+            rej.push(QualityIn::Rejected { source, dataset })
+        }
     });
     let dedup = timed(
         readings,
@@ -253,43 +298,41 @@ pub fn build<'s>(
             info.clone(),
         )),
     );
-    let accepted = named_flat_map(dedup.clone(), "AssignWindow", |x| match x {
-        DedupOut::Reading(r) => Some(r),
-        DedupOut::Seen(_) => None,
-    });
-    let seen = named_flat_map(dedup.clone(), "Observe", |x| match x {
-        DedupOut::Seen(s) => Some(QualityIn::Seen(s)),
-        DedupOut::Reading(_) => None,
-    });
-    let dropped = named_flat_map(dedup, "CountDropped", |x| match x {
-        DedupOut::Seen(Seen {
-            source,
-            outcome: SeenOutcome::Duplicate,
-            ..
-        }) => Some(CoreOutput::Dropped {
-            reason: "duplicate".into(),
-            source,
-        }),
-        DedupOut::Seen(Seen {
-            source,
-            outcome: SeenOutcome::TooLate,
-            ..
-        }) => Some(CoreOutput::Dropped {
-            reason: "too_late".into(),
-            source,
-        }),
-        _ => None,
-    });
+    // AssignWindow: accepted readings to the windows; every outcome to quality; drops counted.
+    let (accepted, seen, dropped) =
+        split3(dedup, "AssignWindow", |x, acc, seen, dropped| match x {
+            DedupOut::Reading(r) => acc.push(r),
+            DedupOut::Seen(s) => {
+                let reason = match s.outcome {
+                    SeenOutcome::Duplicate => Some("duplicate"),
+                    SeenOutcome::TooLate => Some("too_late"),
+                    SeenOutcome::Accepted { .. } => None,
+                };
+                if let Some(reason) = reason {
+                    dropped.push(CoreOutput::Dropped {
+                        reason: reason.into(),
+                        source: s.source.to_string(),
+                    });
+                }
+                seen.push(QualityIn::Seen(s));
+            }
+        });
     let aggregates = timed(
         accepted,
         Pipeline,
         "Aggregate",
         AggOp(WindowEngine::new(cfg.clone(), info.clone())),
     );
-    let site_rows = named_flat_map(aggregates.clone(), "SiteRows", |x| match x {
-        CoreOutput::Aggregate(a) if a.scope == "lot" || a.scope == "feeder" => Some(a),
-        _ => None,
-    });
+    // SiteRows: every result goes out; lot and feeder rows also go to the district roll-up.
+    let (aggregates, site_rows, _) =
+        split3(aggregates, "SiteRows", |x, all, site, _: &mut Vec<()>| {
+            if let CoreOutput::Aggregate(a) = &x
+                && (a.scope == "lot" || a.scope == "feeder")
+            {
+                site.push(a.clone());
+            }
+            all.push(x);
+        });
     let districts = timed(
         site_rows,
         Exchange::new(|a: &WindowAggregate| route_hash(&a.district)),

@@ -13,18 +13,18 @@
 //! than the retention cut — every key in it is then older than the cut, exactly as with per-key
 //! eviction, so outcomes are unchanged.
 
-use crate::model::{SiteInfo, is_periodic};
+use crate::model::{Routed, SiteInfo, is_periodic};
 use std::collections::HashMap;
 use std::sync::Arc;
-use telemetry::Reading;
+use telemetry::{DeviceId, DeviceKind, Reading};
 
 /// What the dedup core says about a reading, for the quality operator.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
-    /// `parking` / `grid`.
-    pub dataset: String,
+    /// Dataset (`parking` / `grid`).
+    pub dataset: DeviceKind,
     /// Device id.
-    pub source: String,
+    pub source: DeviceId,
     /// Event time, ms.
     pub ts_ms: i64,
     /// Outcome.
@@ -135,21 +135,25 @@ impl DedupCore {
     }
 
     /// Classifies a batch received at watermark time `t`; returns accepted readings and one [`Seen`] per
-    /// input. The batch is sorted first, so the result does not depend on arrival order.
-    pub fn ingest(&mut self, t: u64, mut batch: Vec<(Reading, i64)>) -> (Vec<Reading>, Vec<Seen>) {
+    /// input. The batch is processed in key order `(device, boot, seq, ingest, ts)`, so the result does
+    /// not depend on arrival order (outputs come in input order).
+    pub fn ingest(&mut self, t: u64, batch: Vec<Routed>) -> (Vec<Reading>, Vec<Seen>) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
-        batch.sort_by(|a, b| {
-            (a.0.device.as_str(), a.0.boot, a.0.seq, a.1, a.0.ts_ms).cmp(&(
-                b.0.device.as_str(),
-                b.0.boot,
-                b.0.seq,
-                b.1,
-                b.0.ts_ms,
-            ))
-        });
-        let mut acc = Vec::new();
+        // Sort a permutation, not the (large) readings themselves.
+        let mut order: Vec<u32> = (0..batch.len() as u32).collect();
+        let k = |i: &u32| {
+            let x = &batch[*i as usize];
+            let r = &x.reading;
+            (r.device.as_str(), r.boot, r.seq, x.ingest_ms, r.ts_ms)
+        };
+        order.sort_by(|a, b| k(a).cmp(&k(b)).then(a.cmp(b)));
+        let mut accepted = vec![false; batch.len()];
         let mut seen = Vec::with_capacity(batch.len());
-        for (r, ingest_ms) in batch {
+        for i in order {
+            let Routed {
+                reading: r,
+                ingest_ms,
+            } = &batch[i as usize];
             let outcome = if r.ts_ms < t.saturating_sub(self.horizon_ms) {
                 SeenOutcome::TooLate
             } else {
@@ -162,25 +166,28 @@ impl DedupCore {
                 };
                 if insert_seq(runs, r.boot, r.seq, r.ts_ms) {
                     self.n_keys += 1;
+                    accepted[i as usize] = true;
                     SeenOutcome::Accepted {
                         lag_ms: ingest_ms - r.ts_ms,
                         periodic: is_periodic(&r.data),
-                        consistent: self.info.consistent(&r),
+                        consistent: self.info.consistent(r),
                     }
                 } else {
                     SeenOutcome::Duplicate
                 }
             };
             seen.push(Seen {
-                dataset: r.kind().as_str().into(),
-                source: r.device.to_string(),
+                dataset: r.kind(),
+                source: r.device.clone(),
                 ts_ms: r.ts_ms,
-                outcome: outcome.clone(),
+                outcome,
             });
-            if matches!(outcome, SeenOutcome::Accepted { .. }) {
-                acc.push(r);
-            }
         }
+        let acc = batch
+            .into_iter()
+            .zip(accepted)
+            .filter_map(|(x, a)| a.then_some(x.reading))
+            .collect();
         if self.last_evict == i64::MIN || t - self.last_evict >= 60_000 {
             self.last_evict = t;
             let cut = t.saturating_sub(self.retention_ms);

@@ -31,7 +31,7 @@ impl QualityIn {
     /// The routing key (source).
     pub fn source(&self) -> &str {
         match self {
-            QualityIn::Seen(s) => &s.source,
+            QualityIn::Seen(s) => s.source.as_str(),
             QualityIn::Rejected { source, .. } => source,
         }
     }
@@ -137,7 +137,11 @@ impl QualityCore {
                         periodic,
                         consistent,
                     } => (
-                        (s.dataset, s.source, window_start(s.ts_ms, qw)),
+                        (
+                            s.dataset.as_str().into(),
+                            s.source.to_string(),
+                            window_start(s.ts_ms, qw),
+                        ),
                         Box::new(move |st: &mut Stats| {
                             st.received += 1;
                             st.periodic += u64::from(periodic);
@@ -146,11 +150,19 @@ impl QualityCore {
                         }),
                     ),
                     SeenOutcome::Duplicate => (
-                        (s.dataset, s.source, window_start(s.ts_ms, qw)),
+                        (
+                            s.dataset.as_str().into(),
+                            s.source.to_string(),
+                            window_start(s.ts_ms, qw),
+                        ),
                         Box::new(|st: &mut Stats| st.duplicates += 1),
                     ),
                     SeenOutcome::TooLate => (
-                        (s.dataset, s.source, window_start(ti, qw)),
+                        (
+                            s.dataset.as_str().into(),
+                            s.source.to_string(),
+                            window_start(ti, qw),
+                        ),
                         Box::new(|st: &mut Stats| st.rejected += 1),
                     ),
                 },
@@ -159,7 +171,17 @@ impl QualityCore {
                     Box::new(|st: &mut Stats| st.rejected += 1),
                 ),
             };
-            apply(self.stats.entry(k.clone()).or_default());
+            // A key is in `open` from its first input until its window closes, then in `closed`.
+            if let Some(st) = self.stats.get_mut(&k) {
+                apply(st);
+                if self.closed.contains(&k) {
+                    touched.insert(k);
+                }
+                continue;
+            }
+            let mut st = Stats::default();
+            apply(&mut st);
+            self.stats.insert(k.clone(), st);
             if self.closed.contains(&k) {
                 touched.insert(k);
             } else {

@@ -37,10 +37,11 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use stream_core::dataflow::{build, emit};
+use stream_core::dataflow::{build, emit, run_finite};
 use stream_core::dedup::DedupCore;
+use stream_core::model::Routed;
 use stream_core::window::WindowEngine;
-use stream_core::{CoreInput, SiteInfo, WindowConfig};
+use stream_core::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
 use telemetry::{
     DeviceId, DistrictId, Limits, Measurement, ParkingChange, Reading, SiteId, TimeSource,
 };
@@ -138,6 +139,214 @@ fn pipeline(workers: usize, msgs: Arc<Vec<(i64, Vec<u8>)>>, group: usize) -> f64
     start.elapsed().as_secs_f64()
 }
 
+/// Xorshift, for the `digest` workload (no extra dependency).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, m: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % m.max(1)
+    }
+}
+
+/// `core-bench digest W`: runs a mixed workload (parking changes and heartbeats, grid summaries and
+/// events, duplicates, late, too-late and rejected readings, registered and unregistered devices)
+/// through [`run_finite`] on W workers and prints the output count and a hash of every output. The
+/// hash must not change when the dataflow is optimised (outputs identical); it is not a test oracle.
+fn digest(workers: usize) -> (usize, u64) {
+    let t0 = T0 - T0.rem_euclid(900_000);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut info = SiteInfo::default();
+    let mut raw = Vec::new();
+    for lot in 0..4u32 {
+        info.lot_capacity.insert(format!("L{lot}"), 6);
+        for b in 0..8u32 {
+            let dev = lot * 100 + b;
+            let id = format!("L{lot}-b{b}");
+            if b < 6 {
+                info.devices.insert(
+                    id.clone(),
+                    (format!("L{lot}"), telemetry::DeviceKind::Parking, 300),
+                );
+            }
+            let mut ts = t0 + rng.next(60_000) as i64;
+            let mut occ = rng.next(2) == 0;
+            let mut seq = 0;
+            while ts < t0 + 50 * 60_000 {
+                let mut r = reading(dev, seq, ts);
+                if rng.next(10) < 3 {
+                    r.data = Measurement::ParkingHeartbeat(telemetry::ParkingHeartbeat {
+                        occupied: occ,
+                        battery_pct: 5.0 + rng.next(95) as f32,
+                        field_ut: 1.0,
+                        transitions: seq,
+                        dropped: 0,
+                    });
+                } else {
+                    occ = !occ;
+                    r.data = Measurement::ParkingChange(ParkingChange {
+                        occupied: occ,
+                        field_ut: 50.0,
+                    });
+                }
+                raw.push(r);
+                seq += 1;
+                // Some devices go quiet for a while (offline alerts).
+                ts += 10_000 + rng.next(if b == 7 { 2_400_000 } else { 240_000 }) as i64;
+            }
+        }
+    }
+    for f in 0..2u32 {
+        info.feeder_nominal_v.insert(format!("F{f}"), 230.0);
+        for m in 0..3u32 {
+            let id = format!("F{f}-m{m}");
+            info.devices.insert(
+                id.clone(),
+                (format!("F{f}"), telemetry::DeviceKind::Grid, 60),
+            );
+            let mut e = 100.0 * f64::from(m);
+            for i in 0..50u32 {
+                let ts = t0 + i64::from(i) * 60_000 + 1_000 * i64::from(m);
+                e += rng.next(200) as f64 / 100.0;
+                let v = 200.0 + rng.next(60) as f32;
+                let mk = |seq: u32, ts: i64, data: Measurement| Reading {
+                    device: DeviceId::new(&id).unwrap(),
+                    site: SiteId::new(&format!("F{f}")).unwrap(),
+                    district: DistrictId::new("south").unwrap(),
+                    boot: 1,
+                    seq,
+                    ts_ms: ts,
+                    time_source: TimeSource::Device,
+                    replayed: false,
+                    data,
+                };
+                raw.push(mk(
+                    i * 2,
+                    ts,
+                    Measurement::GridSummary(telemetry::GridSummary {
+                        interval_s: 60,
+                        v_rms_v: v,
+                        v_min_v: v - 3.0,
+                        v_max_v: v + 3.0,
+                        i_rms_a: 10.0,
+                        p_kw: rng.next(200) as f32 / 100.0,
+                        q_kvar: 0.3,
+                        pf: 0.95,
+                        freq_hz: 49.9 + rng.next(20) as f32 / 100.0,
+                        energy_kwh: e,
+                    }),
+                ));
+                if rng.next(100) < 15 {
+                    let event = [
+                        telemetry::PqEventKind::Sag,
+                        telemetry::PqEventKind::Swell,
+                        telemetry::PqEventKind::Interruption,
+                    ][rng.next(3) as usize];
+                    raw.push(mk(
+                        i * 2 + 1,
+                        ts + 500,
+                        Measurement::GridEvent(telemetry::GridEvent {
+                            event,
+                            duration_ms: 200,
+                            extreme_v: 150.0,
+                        }),
+                    ));
+                }
+            }
+        }
+    }
+    // Arrival times: mostly prompt, some late (corrections), some duplicated, a few too late.
+    let mut timed: Vec<(i64, CoreInput)> = Vec::new();
+    for r in raw {
+        let p = rng.next(100);
+        let delay = match p {
+            0..80 => rng.next(20_000),
+            80..95 => 90_000 + rng.next(500_000),
+            _ => 20_000 + rng.next(50_000),
+        } as i64;
+        let arr = r.ts_ms + delay;
+        if rng.next(10) == 0 {
+            let again = r.ts_ms + rng.next(900_000) as i64;
+            timed.push((
+                again,
+                CoreInput::Reading {
+                    reading: r.clone(),
+                    ingest_ms: again,
+                },
+            ));
+        }
+        timed.push((
+            arr,
+            CoreInput::Reading {
+                reading: r,
+                ingest_ms: arr,
+            },
+        ));
+    }
+    for k in 0..5u32 {
+        let r = reading(0, 10_000 + k, t0 - 25 * 3_600_000);
+        let arr = t0 + 300_000 + i64::from(k) * 1000;
+        timed.push((
+            arr,
+            CoreInput::Reading {
+                reading: r,
+                ingest_ms: arr,
+            },
+        ));
+        timed.push((
+            arr,
+            CoreInput::Rejected {
+                source: format!("L0-b{k}"),
+                dataset: "parking".into(),
+            },
+        ));
+    }
+    let mut by: std::collections::BTreeMap<u64, Vec<CoreInput>> = Default::default();
+    for (arr, x) in timed {
+        let t = arr - arr.rem_euclid(5_000) + 5_000;
+        by.entry(t as u64).or_default().push(x);
+    }
+    let batches: Vec<(u64, Vec<CoreInput>)> = by
+        .into_iter()
+        .map(|(t, mut v)| {
+            // Shuffle inside the batch.
+            for i in (1..v.len()).rev() {
+                v.swap(i, rng.next(i as u64 + 1) as usize);
+            }
+            (t, v)
+        })
+        .collect();
+    let config = if workers > 1 {
+        timely::Config::process(workers)
+    } else {
+        timely::Config::thread()
+    };
+    let out = run_finite(
+        config,
+        Arc::new(batches),
+        WindowConfig::default(),
+        Arc::new(info),
+    )
+    .expect("timely");
+    let mut kinds = [0usize; 5];
+    for (_, x) in &out {
+        kinds[match x {
+            CoreOutput::Aggregate(a) if a.version > 1 => 1,
+            CoreOutput::Aggregate(_) => 0,
+            CoreOutput::Alert(_) => 2,
+            CoreOutput::Quality(_) => 3,
+            CoreOutput::Dropped { .. } => 4,
+        }] += 1;
+    }
+    println!("aggregates, corrections, alerts, quality rows, dropped: {kinds:?}");
+    let mut h = std::hash::DefaultHasher::new();
+    for x in &out {
+        std::hash::Hash::hash(&format!("{x:?}"), &mut h);
+    }
+    (out.len(), std::hash::Hasher::finish(&h))
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -155,7 +364,16 @@ fn state_per_device(devices: u32) -> (f64, usize) {
     let mut engine = WindowEngine::new(cfg.clone(), info.clone());
     let mut dedup = DedupCore::new(cfg.correction_horizon_ms, cfg.retention_ms(), info);
     let t = u64::try_from(T0).unwrap_or(0);
-    let (acc, seen) = dedup.ingest(t, readings.into_iter().map(|r| (r, T0)).collect());
+    let (acc, seen) = dedup.ingest(
+        t,
+        readings
+            .into_iter()
+            .map(|reading| Routed {
+                reading,
+                ingest_ms: T0,
+            })
+            .collect(),
+    );
     drop(seen);
     let mut out = Vec::new();
     engine.ingest(t, acc, &mut out);
@@ -169,6 +387,13 @@ fn state_per_device(devices: u32) -> (f64, usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `core-bench digest W`: output count and hash of a mixed workload (identical-output check).
+    if args.get(1).map(String::as_str) == Some("digest") {
+        let w: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+        let (n, h) = digest(w);
+        println!("{n} outputs, digest {h:016x}");
+        return;
+    }
     // `core-bench state N`: one state measurement in a fresh process (no allocator reuse).
     if args.get(1).map(String::as_str) == Some("state") {
         let d: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
