@@ -120,7 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // Its own session and spool, so it can run beside a live simulator.
             sim.mqtt.client_id.push_str("-backfill");
             sim.spool.path = cfg.data_dir.join("backfill-spool.sqlite");
-            simulate(sim)
+            backfill(sim)
         }
     }
 }
@@ -173,15 +173,47 @@ fn simulate(sim: edge_agent::SimConfig) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let token = ctrl_c_token();
         let report = edge_agent::run_simulator(sim, token).await?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        anyhow::ensure!(
-            report.spool_left == 0,
-            "{} readings are still in the spool, not acknowledged by the broker (is it reachable at the \
-             [mqtt] host and port?); they are sent on the next run",
-            report.spool_left
-        );
-        anyhow::Ok(())
+        finish_simulation(&report)
     })
+}
+
+/// `backfill`: the unpaced simulator with a progress bar on stderr (simulated time covered, readings
+/// sent and acknowledged; drawn only on a terminal), then the report as for `simulate`.
+fn backfill(sim: edge_agent::SimConfig) -> anyhow::Result<()> {
+    let days = sim.days.unwrap_or(1.0);
+    let bar = indicatif::ProgressBar::new((days * 1440.0).round().max(1.0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "backfill {bar:40} {pos}/{len} sim min ({percent}%) {msg} [{elapsed_precise}, eta {eta}]",
+        )
+        .context("progress bar template")?,
+    );
+    runtime()?.block_on(async {
+        let token = ctrl_c_token();
+        let b = bar.clone();
+        let report = edge_agent::run_simulator_with_progress(sim, token, move |p| {
+            b.set_position(p.sim_ms / 60_000);
+            b.set_message(format!(
+                "{} readings sent, {} acknowledged",
+                p.readings, p.acked
+            ));
+        })
+        .await?;
+        bar.finish_and_clear();
+        finish_simulation(&report)
+    })
+}
+
+/// Prints a simulator report and fails when readings were left in the spool.
+fn finish_simulation(report: &edge_agent::SimReport) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    anyhow::ensure!(
+        report.spool_left == 0,
+        "{} readings are still in the spool, not acknowledged by the broker (is it reachable at the \
+         [mqtt] host and port?); they are sent on the next run",
+        report.spool_left
+    );
+    Ok(())
 }
 
 /// Points every part at the embedded broker.

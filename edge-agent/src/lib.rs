@@ -37,7 +37,7 @@ use telemetry::mqtt::MqttEndpoint;
 use telemetry::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-pub use simulate::{SimConfig, SimReport, run_simulator};
+pub use simulate::{SimConfig, SimProgress, SimReport, run_simulator, run_simulator_with_progress};
 
 /// Gateway configuration (`[agent]` in the CityBrain config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

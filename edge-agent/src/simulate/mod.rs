@@ -708,6 +708,20 @@ impl Fleet {
     }
 }
 
+/// Progress of a simulator run, reported after every simulated chunk (see
+/// [`run_simulator_with_progress`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimProgress {
+    /// Simulated time covered since the start, ms.
+    pub sim_ms: u64,
+    /// Length of a finite run (`days`), simulated ms; `None` when the run is open-ended.
+    pub end_ms: Option<u64>,
+    /// Readings handed to delivery so far (duplicates included).
+    pub readings: u64,
+    /// Readings the broker has acknowledged so far.
+    pub acked: u64,
+}
+
 /// Runs the simulator until `shutdown` or the end of `days`, delivering through spool → MQTT, then
 /// drains the spool (bounded by `delivery.drain_timeout_ms`).
 ///
@@ -716,6 +730,19 @@ impl Fleet {
 pub async fn run_simulator(
     cfg: SimConfig,
     shutdown: CancellationToken,
+) -> Result<SimReport, SimError> {
+    run_simulator_with_progress(cfg, shutdown, |_| {}).await
+}
+
+/// [`run_simulator`], calling `progress` after every simulated chunk (10 simulated minutes when
+/// unpaced, 100 ms of wall time when paced) — e.g. to draw a progress bar for a backfill.
+///
+/// # Errors
+/// As [`run_simulator`].
+pub async fn run_simulator_with_progress(
+    cfg: SimConfig,
+    shutdown: CancellationToken,
+    mut progress: impl FnMut(SimProgress) + Send,
 ) -> Result<SimReport, SimError> {
     let mut fleet = Fleet::new(&cfg, delivery::now_ms())?;
     if let Some(path) = &cfg.registry_out {
@@ -761,6 +788,12 @@ pub async fn run_simulator(
         if !d.handle.send(readings).await {
             break;
         }
+        progress(SimProgress {
+            sim_ms: fleet.sim_ms(),
+            end_ms,
+            readings: fleet.report().readings,
+            acked: Counters::get(&counters.acked),
+        });
         if end_ms.is_some_and(|e| {
             fleet.sim_ms() + u64::from(cfg.grid_sample_ms.min(cfg.parking_sample_s * 1000)) > e
         }) {
