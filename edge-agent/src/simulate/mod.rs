@@ -16,8 +16,9 @@
 //! negative) are clamped and counted in [`SimReport`].
 //!
 //! **Registry capacity**: each lot's `capacity` in the written registry is N, the number of simulated
-//! bays, so occupancy ratios computed downstream are meaningful; the real capacity is kept in the lot's
-//! name (`"BHMBCCMKT01 (577 spaces)"`).
+//! bays, so occupancy ratios computed downstream are meaningful (and the open-data `totalSpotNumber`
+//! agrees with the sensed bays); the real capacity is named in the lot's name
+//! (`"BHMBCCMKT01 (8-bay model of the 577-space car park)"`).
 //!
 //! # Grid (UCI household power, 1 min, Jan 2008; SimBench profiles, 15 min)
 //! Meters are spread over one feeder per district. Meter m replays the household's P and Q with its
@@ -356,7 +357,10 @@ impl Fleet {
                 .map_err(|_| SimError::Config(format!("lot code {}", lot.code)))?;
             reg.lots.push(Lot {
                 id: site.clone(),
-                name: format!("{} ({} spaces)", lot.code, lot.capacity),
+                name: format!(
+                    "{} ({}-bay model of the {}-space car park)",
+                    lot.code, cfg.bays_per_lot, lot.capacity
+                ),
                 district: districts[li % districts.len()].clone(),
                 capacity: cfg.bays_per_lot as u32,
                 x: ((li % 6) as f32 + 0.5) / 6.0,
@@ -863,9 +867,12 @@ mod tests {
         // Same seed → same readings.
         let mut g = Fleet::new(&c, 0).unwrap();
         assert_eq!(g.advance(two_h), rs);
-        // The registry names real capacity but uses N.
+        // The registry uses N as the capacity and names the real one (577 in the CSV's first row).
         assert_eq!(f.registry().lots[0].capacity, 6);
-        assert!(f.registry().lots[0].name.contains("spaces"));
+        assert_eq!(
+            f.registry().lots[0].name,
+            "BHMBCCMKT01 (6-bay model of the 577-space car park)"
+        );
         assert_eq!(rep.data_rows, 35_717);
     }
 
