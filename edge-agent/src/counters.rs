@@ -66,6 +66,9 @@ counters! {
     spool_corrupt,
     /// Spool write failures (the readings of that write are lost and counted here).
     spool_errors,
+    /// Current: UDP datagrams the kernel dropped because the intake socket's receive buffer was full
+    /// (Linux `/proc/net/udp` `drops` column; stays 0 elsewhere).
+    udp_kernel_drops,
 }
 
 impl Counters {
