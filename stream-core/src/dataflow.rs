@@ -10,11 +10,12 @@
 //! # Time and watermark
 //! Timestamps are watermark times in ms (u64). The feeder stamps each ingest batch (one group commit
 //! of the writer, i.e. every message buffered at once) with the watermark before that batch and then
-//! advances its input to the new watermark; while idle the watermark still moves with the wall clock. The watermark is **event time capped by
-//! processing time**: `min(max event time seen, wall clock)` — so a device with a fast clock cannot drag
-//! it ahead of real time (readings beyond now + skew are refused by validation anyway) — and it moves with
-//! the wall clock while sources are quiet (see [`crate::watermark`]). With several processes the timely
-//! frontier is the minimum over every feeder, i.e. the lowest watermark wins.
+//! advances its input to the new watermark. The watermark is a **robust event-time clock capped by
+//! processing time** (see [`crate::watermark`]): every device's newest event time, capped at the wall
+//! clock, with the newest 10 % of device clocks ignored and silent devices leaving the set — so neither
+//! one fast device clock (live or in a historical replay) nor one stuck one moves it for everyone — and
+//! it moves with the wall clock while sources are quiet. With several processes the timely frontier is
+//! the minimum over every feeder, i.e. the lowest watermark wins.
 //!
 //! # Determinism
 //! Every stateful operator ([`TimedCore`]) stashes inputs by time and processes, in time order, (a) due
