@@ -3,7 +3,10 @@
 //! Schema (migrations keyed by `PRAGMA user_version`):
 //! - `readings`: one row per `(device, boot, seq)` (unique), the reading as JSON plus indexed columns.
 //! - `devices`: last seen / battery / boot per device, maintained in the same transaction as `readings`.
-//! - `aggregates`: primary key `(kind, scope, id, window_ms, start_ms, version)`, metrics as JSON.
+//! - `aggregates`: primary key `(kind, scope, id, window_ms, start_ms, version)`, metrics as JSON text
+//!   (a name → number object; other tools read it as such). A series over a range is one primary-key
+//!   range scan ([`scan_series`]); [`SeriesStore::query_aggregate_columns`] decodes the metrics straight
+//!   into columns, without a map per window.
 //! - `alerts`, `dead_letters`: append-only logs.
 //! - `quality`: primary key `(dataset, source, window_ms, start_ms)`.
 //!
