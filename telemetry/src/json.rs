@@ -11,7 +11,10 @@
 //! 2. each reading on its own — fields, types, identifiers, physical ranges, timestamps. A failure here
 //!    refuses that reading only; the others are returned.
 
-use crate::reading::Reading;
+use crate::ids::{DeviceId, DistrictId, SiteId};
+use crate::reading::{
+    GridEvent, GridSummary, Measurement, ParkingChange, ParkingHeartbeat, Reading, TimeSource,
+};
 use crate::reject::RejectReason;
 use crate::validate::{Limits, check_reading};
 use serde::{Deserialize, Serialize};
@@ -105,6 +108,14 @@ pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rej
         ));
     }
     scan(bytes, limits.max_depth)?;
+    if let Some(out) = decode_fast(bytes, limits, now_ms) {
+        return Ok(out);
+    }
+    decode_general(bytes, limits, now_ms)
+}
+
+/// [`decode`] after the size and scan checks, for any input.
+fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rejection> {
     let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;
     match version.v {
         None => {
@@ -159,6 +170,151 @@ pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rej
         }
     }
     Ok(out)
+}
+
+/// The common case in one parse: a well-formed v1 message whose readings all have the right shape, with
+/// each measurement's `type` tag first (as [`encode`] writes it). Deserialises straight into the
+/// readings (no version pre-pass, no raw slices re-parsed one by one, no buffering of the tagged
+/// measurement), then validates each reading as [`decode`] does. Returns `None` for anything else —
+/// another field order, any shape or syntax error, a version other than 1, an empty or oversized batch
+/// — and [`decode`] then takes its general path, which classifies the problem. The fast path accepts
+/// only messages the general path accepts, with the same field values (numbers go through the same
+/// serde_json parsing and casts), so the result is identical either way.
+fn decode_fast(bytes: &[u8], limits: &Limits, now_ms: i64) -> Option<Decoded> {
+    let wire: FastWire = serde_json::from_slice(bytes).ok()?;
+    if wire.v != u64::from(crate::PROTOCOL_VERSION)
+        || wire.readings.is_empty()
+        || wire.readings.len() > limits.max_readings_per_batch
+    {
+        return None;
+    }
+    let mut out = Decoded {
+        readings: Vec::with_capacity(wire.readings.len()),
+        rejected: Vec::new(),
+    };
+    for (i, f) in wire.readings.into_iter().enumerate() {
+        let r = Reading {
+            device: f.device,
+            site: f.site,
+            district: f.district,
+            boot: f.boot,
+            seq: f.seq,
+            ts_ms: f.ts_ms,
+            time_source: f.time_source,
+            replayed: f.replayed,
+            data: f.data.0,
+        };
+        match check_reading(&r, now_ms, limits) {
+            Ok(()) => out.readings.push(r),
+            Err(e) => {
+                let mut rej = Rejection::whole(e.reason, e.field);
+                rej.index = Some(i);
+                out.rejected.push(rej);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Fast-path envelope (see [`decode_fast`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastWire {
+    v: u64,
+    readings: Vec<FastReading>,
+}
+
+/// Fast-path mirror of [`Reading`]: the same fields, defaults and strictness.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastReading {
+    device: DeviceId,
+    site: SiteId,
+    district: DistrictId,
+    boot: u32,
+    seq: u32,
+    ts_ms: i64,
+    #[serde(default)]
+    time_source: TimeSource,
+    #[serde(default)]
+    replayed: bool,
+    data: FastMeasurement,
+}
+
+/// A [`Measurement`] object whose first key is its `type` tag: the tag picks the variant, whose
+/// (strict) struct then reads the rest of the same map. Anything else is an error (the general path
+/// decides).
+struct FastMeasurement(Measurement);
+
+impl<'de> Deserialize<'de> for FastMeasurement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FastMeasurementVisitor)
+    }
+}
+
+struct FastMeasurementVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FastMeasurementVisitor {
+    type Value = FastMeasurement;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a measurement object with its `type` first")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<FastMeasurement, A::Error> {
+        use serde::de::Error;
+        use serde::de::value::MapAccessDeserializer;
+        let key: Option<TagKey> = map.next_key()?;
+        if key.is_none() {
+            return Err(A::Error::custom("no type tag first"));
+        }
+        let tag: TagName = map.next_value()?;
+        let rest = MapAccessDeserializer::new(map);
+        Ok(FastMeasurement(match tag {
+            TagName::ParkingChange => Measurement::ParkingChange(ParkingChange::deserialize(rest)?),
+            TagName::ParkingHeartbeat => {
+                Measurement::ParkingHeartbeat(ParkingHeartbeat::deserialize(rest)?)
+            }
+            TagName::GridSummary => Measurement::GridSummary(GridSummary::deserialize(rest)?),
+            TagName::GridEvent => Measurement::GridEvent(GridEvent::deserialize(rest)?),
+        }))
+    }
+}
+
+/// The key `type`, and nothing else.
+struct TagKey;
+
+impl<'de> Deserialize<'de> for TagKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TagKey;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("`type`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TagKey, E> {
+                if v == "type" {
+                    Ok(TagKey)
+                } else {
+                    Err(E::custom("not `type`"))
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The `type` tag's value, as a string.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TagName {
+    ParkingChange,
+    ParkingHeartbeat,
+    GridSummary,
+    GridEvent,
 }
 
 /// Decodes and validates a single reading object.
@@ -276,5 +432,128 @@ fn classify(e: &serde_json::Error, index: Option<usize>) -> Rejection {
         reason,
         detail: msg,
         index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path, where it answers, gives exactly the general path's result; and it declines
+    /// every shape it does not handle.
+    #[test]
+    fn fast_path_equals_general_path() {
+        let now = 1_800_000_000_000i64;
+        let limits = Limits::default();
+        let r = |data: &str, extra: &str| {
+            format!(
+                r#"{{"device":"d1","site":"s1","district":"c","boot":1,"seq":7,"ts_ms":{}{extra},"data":{data}}}"#,
+                now - 5_000
+            )
+        };
+        let pc = r#"{"type":"parking_change","occupied":true,"field_ut":48.5}"#;
+        let hb = r#"{"type":"parking_heartbeat","occupied":false,"battery_pct":88,"field_ut":1.25,"transitions":3,"dropped":0}"#;
+        let gs = r#"{"type":"grid_summary","interval_s":60,"v_rms_v":230.1,"v_min_v":228,"v_max_v":232.7,"i_rms_a":10.3,"p_kw":2.2,"q_kvar":0.3,"pf":0.95,"freq_hz":50.01,"energy_kwh":1234.5678901}"#;
+        let ge = r#"{"type":"grid_event","event":"sag","duration_ms":120,"extreme_v":180.5}"#;
+        let bad_range = r#"{"type":"grid_event","event":"sag","duration_ms":120,"extreme_v":-5}"#;
+        let cases: Vec<(String, bool)> = vec![
+            (format!(r#"{{"v":1,"readings":[{}]}}"#, r(pc, "")), true),
+            (
+                format!(
+                    r#"{{"readings":[{},{},{}],"v":1}}"#,
+                    r(hb, r#","time_source":"gateway""#),
+                    r(gs, r#","replayed":true"#),
+                    r(ge, "")
+                ),
+                true,
+            ),
+            // A reading refused by validation next to good ones.
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{},{}]}}"#,
+                    r(pc, ""),
+                    r(bad_range, "")
+                ),
+                true,
+            ),
+            // Future timestamp.
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{}]}}"#,
+                    r(pc, "").replace(
+                        &format!("{}", now - 5_000),
+                        &format!("{}", now + 9e9 as i64)
+                    )
+                ),
+                true,
+            ),
+            // Tag not first, unknown type, unknown field, duplicate tag, bad id: general path only.
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{}]}}"#,
+                    r(
+                        r#"{"occupied":true,"type":"parking_change","field_ut":1}"#,
+                        ""
+                    )
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{}]}}"#,
+                    r(r#"{"type":"x","a":1}"#, "")
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{}]}}"#,
+                    r(
+                        r#"{"type":"parking_change","occupied":true,"field_ut":1,"type":"parking_change"}"#,
+                        ""
+                    )
+                ),
+                false,
+            ),
+            (
+                format!(r#"{{"v":1,"readings":[{}]}}"#, r(pc, r#","x":1"#)),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"v":1,"readings":[{}]}}"#,
+                    r(pc, "").replace("\"d1\"", "\"a/b\"")
+                ),
+                false,
+            ),
+            (format!(r#"{{"v":2,"readings":[{}]}}"#, r(pc, "")), false),
+            (format!(r#"{{"v":1.0,"readings":[{}]}}"#, r(pc, "")), false),
+            (r#"{"v":1,"readings":[]}"#.to_string(), false),
+            (
+                format!(r#"{{"v":1,"readings":[{}],"w":0}}"#, r(pc, "")),
+                false,
+            ),
+            (
+                format!(r#"{{"v":1,"v":1,"readings":[{}]}}"#, r(pc, "")),
+                false,
+            ),
+        ];
+        for (msg, fast) in cases {
+            let general = decode_general(msg.as_bytes(), &limits, now);
+            let f = decode_fast(msg.as_bytes(), &limits, now);
+            assert_eq!(f.is_some(), fast, "{msg}");
+            if let Some(f) = f {
+                assert_eq!(Ok(f), general, "{msg}");
+            }
+            assert_eq!(decode(msg.as_bytes(), &limits, now), general, "{msg}");
+        }
+        // And on the encoder's own output.
+        let msg = r#"{"v":1,"readings":[READ]}"#.replace("READ", &r(gs, ""));
+        let readings = decode(msg.as_bytes(), &limits, now).unwrap().readings;
+        let again = encode(&readings);
+        assert_eq!(
+            decode_fast(&again, &limits, now),
+            decode_general(&again, &limits, now).ok()
+        );
     }
 }
