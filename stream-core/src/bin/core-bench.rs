@@ -434,6 +434,25 @@ fn main() {
         println!("{n} outputs, digest {h:016x}");
         return;
     }
+    // `core-bench decode N`: JSON decode + validation alone, µs per reading (CPU time).
+    if args.get(1).map(String::as_str) == Some("decode") {
+        let total: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+        let msgs = messages(total);
+        let limits = Limits::default();
+        let cpu0 = cpu_secs();
+        let mut n = 0usize;
+        for (ts, body) in &msgs {
+            if let Ok(d) = telemetry::json::decode(body, &limits, *ts + 1_000) {
+                n += d.readings.len();
+                std::hint::black_box(d);
+            }
+        }
+        println!(
+            "decode: {n} readings, CPU {:.2} µs/reading",
+            (cpu_secs() - cpu0) * 1e6 / n.max(1) as f64
+        );
+        return;
+    }
     // `core-bench state N`: one state measurement in a fresh process (no allocator reuse).
     if args.get(1).map(String::as_str) == Some("state") {
         let d: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
