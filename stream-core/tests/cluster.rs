@@ -126,8 +126,6 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
     let hosts: Vec<String> = (0..2)
         .map(|_| format!("127.0.0.1:{}", testkit::free_port()))
         .collect();
-    // TEMP: create the schema first; two processes creating it at once race (fix pending in the store).
-    SqliteStore::open(&db).unwrap();
     let procs = start_cluster(dir.path(), broker.port, &db, &hosts);
     for (_, http) in &procs {
         wait_ready(http);

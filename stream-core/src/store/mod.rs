@@ -329,7 +329,8 @@ pub trait SeriesStore: Send + Sync {
     /// # Errors
     /// As [`SeriesStore::write_readings`].
     fn upsert_aggregates(&self, rows: &[WindowAggregate]) -> Result<(), StoreError>;
-    /// Appends alert transitions.
+    /// Appends alert transitions; a transition already stored (same alert, state, site and time, e.g.
+    /// raised again by the replay after a restart) is ignored.
     ///
     /// # Errors
     /// As [`SeriesStore::write_readings`].

@@ -7,7 +7,8 @@
 //!   (a name → number object; other tools read it as such). A series over a range is one primary-key
 //!   range scan ([`scan_series`]); [`SeriesStore::query_aggregate_columns`] decodes the metrics straight
 //!   into columns, without a map per window.
-//! - `alerts`, `dead_letters`: append-only logs.
+//! - `alerts`, `dead_letters`: append-only logs; an alert transition `(alert, state, site, ts_ms)` is
+//!   stored once (a replay after a restart raises it again; the repeat is ignored).
 //! - `quality`: primary key `(dataset, source, window_ms, start_ms)`.
 //!
 //! Two connections: a writer and a reader (WAL lets readers run beside the writer), each behind a mutex.
@@ -59,6 +60,11 @@ const MIGRATIONS: &[&str] = &[
         n INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, topic TEXT NOT NULL,
         source TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL);
      CREATE INDEX dead_letters_ts ON dead_letters (ts_ms);",
+    // 2: an alert transition is stored once. After a crash the core replays stored readings, which
+    // raises the same transitions again; they are now ignored (older files lose their repeats here).
+    "DELETE FROM alerts WHERE n NOT IN (
+        SELECT MIN(n) FROM alerts GROUP BY alert, state, site, ts_ms);
+     CREATE UNIQUE INDEX alerts_transition ON alerts (alert, state, site, ts_ms);",
 ];
 
 /// Device-table values folded over the new readings of one write: (kind, site, district, newest
@@ -235,8 +241,23 @@ impl SqliteStore {
         let w = Connection::open(path).map_err(map_err)?;
         w.busy_timeout(Duration::from_millis(busy_timeout_ms))
             .map_err(map_err)?;
-        w.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_err)?;
+        // Switching a new file to WAL needs an exclusive lock and SQLite does not call the busy
+        // handler for it: when another process opens the same new file at this moment, retry.
+        let deadline = std::time::Instant::now() + Duration::from_millis(busy_timeout_ms);
+        loop {
+            match w.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
         // WAL + NORMAL: a commit survives a process crash; only a power loss may lose the last commits.
         w.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map_err)?;
@@ -278,24 +299,30 @@ impl SqliteStore {
     }
 }
 
+/// Brings the schema up to date, one migration per transaction. Each step starts with `BEGIN
+/// IMMEDIATE` (the write lock, waiting up to the busy timeout) and re-reads `user_version` under it, so
+/// several processes opening the same new file at once (a cluster of cores) run every step once.
 fn migrate(c: &Connection) -> Result<(), StoreError> {
-    let v: usize = c
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(map_err)?;
-    if v > MIGRATIONS.len() {
-        return Err(StoreError::Other(format!(
-            "database schema version {v} is newer than this program ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(v) {
-        let tx = c.unchecked_transaction().map_err(map_err)?;
+    loop {
+        let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let v: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(map_err)?;
+        if v > MIGRATIONS.len() {
+            return Err(StoreError::Other(format!(
+                "database schema version {v} is newer than this program ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        let Some(m) = MIGRATIONS.get(v) else {
+            return tx.commit().map_err(map_err);
+        };
         tx.execute_batch(m).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", i + 1)
+        tx.pragma_update(None, "user_version", v + 1)
             .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
     }
-    Ok(())
 }
 
 fn row_to_aggregate(r: &rusqlite::Row<'_>) -> rusqlite::Result<(WindowAggregate, String)> {
@@ -572,7 +599,7 @@ impl SeriesStore for SqliteStore {
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO alerts (alert, state, district, site, ts_ms, value, message)
+                    "INSERT OR IGNORE INTO alerts (alert, state, district, site, ts_ms, value, message)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(map_err)?;

@@ -173,6 +173,10 @@ fn alerts_quality_dead_letters_round_trip() {
     );
     assert_eq!(s.recent_alerts(T0 + 1, 10).unwrap().len(), 1);
     assert_eq!(s.recent_alerts(T0, 1).unwrap().len(), 1);
+    // The same transitions again (the replay after a restart): stored once.
+    s.write_alerts(&[a(T0, AlertState::Raised), a(T0 + 10, AlertState::Cleared)])
+        .unwrap();
+    assert_eq!(s.recent_alerts(T0, 10).unwrap().len(), 2);
 
     let q = |src: &str, start| QualityRow {
         dataset: "parking".into(),
@@ -446,5 +450,64 @@ fn metric_decoding_matches_serde_json() {
         for (k, v) in &want {
             assert_eq!(got[k].to_bits(), v.to_bits(), "{text}");
         }
+    }
+}
+
+/// A version-1 file that holds repeated alert transitions (written before migration 2) keeps one of
+/// each after the upgrade, and from then on repeats are ignored.
+#[test]
+fn migration_2_removes_repeated_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        for (alert, ts) in [
+            ("lot_full", T0),
+            ("lot_full", T0),
+            ("battery_low", T0),
+            ("lot_full", T0),
+        ] {
+            c.execute(
+                "INSERT INTO alerts (alert, state, district, site, ts_ms, value, message)
+                 VALUES (?1, 'raised', 'central', 'L1', ?2, 1.0, 'm')",
+                rusqlite::params![alert, ts],
+            )
+            .unwrap();
+        }
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
+    let kept: Vec<(String, i64)> = s
+        .recent_alerts(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.alert, a.ts_ms))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+}
+
+/// Several processes (here threads with their own connections) opening one new file at once: every
+/// migration runs once and all of them open it (it used to fail with "table readings already exists").
+#[test]
+fn concurrent_opens_of_a_new_file_migrate_once() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("new{round}.sqlite"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let opened: Vec<u32> = (0..4)
+            .map(|_| {
+                let (p, b) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    SqliteStore::open(&p).unwrap().schema_version().unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(opened, vec![MIGRATIONS.len() as u32; 4]);
     }
 }
