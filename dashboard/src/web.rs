@@ -214,6 +214,11 @@ pub fn router(state: AppState) -> Router {
     }
     let timeout = Duration::from_millis(state.cfg.request_timeout_ms.max(1));
     r.route("/assets/{*path}", get(asset))
+        // Browsers ask for /favicon.ico whatever the pages link: the same SVG icon.
+        .route(
+            "/favicon.ico",
+            get(|| async { asset_response("favicon.svg") }),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

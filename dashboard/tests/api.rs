@@ -608,6 +608,11 @@ async fn pages_assets_headers_health_metrics() {
     }
     assert_eq!(get(&f, "/healthz", None).await.text(), "ok");
     assert_eq!(get(&f, "/readyz", None).await.status, StatusCode::OK);
+    // The icon browsers request on their own (it used to be a 404 in every console).
+    let icon = get(&f, "/favicon.ico", None).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(icon.text().starts_with("<svg"));
     let _ = get(&f, "/api/v1/dead-letters", Some(&f.planner)).await; // a 403
     let m = get(&f, "/metrics", None).await.text();
     assert!(m.contains("dashboard_forbidden_total 1"), "{m}");
