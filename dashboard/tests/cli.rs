@@ -64,10 +64,9 @@ fn token_lifecycle() {
         out.contains("datasets: parking_aggregates,grid_aggregates,alerts,quality,open_data"),
         "{out}"
     );
-    // A zero-day token is refused, naming the flag (it used to become a 1-day token silently).
-    let (ok, _, err) = run(
-        &cfg,
-        &[
+    // A planner token for application `a`, purpose `p`, with extra flags.
+    let planner = |extra: &[&str]| {
+        let mut args = vec![
             "token",
             "create",
             "--application",
@@ -76,28 +75,16 @@ fn token_lifecycle() {
             "p",
             "--role",
             "planner",
-            "--days",
-            "0",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        run(&cfg, &args)
+    };
+    // A zero-day token is refused, naming the flag (it used to become a 1-day token silently).
+    let (ok, _, err) = planner(&["--days", "0"]);
     assert!(!ok);
     assert!(err.contains("--days"), "{err}");
     // A planner cannot be granted raw grid data.
-    let (ok, _, err) = run(
-        &cfg,
-        &[
-            "token",
-            "create",
-            "--application",
-            "a",
-            "--purpose",
-            "p",
-            "--role",
-            "planner",
-            "--datasets",
-            "grid_raw",
-        ],
-    );
+    let (ok, _, err) = planner(&["--datasets", "grid_raw"]);
     assert!(!ok);
     assert!(err.contains("may not be granted dataset grid_raw"), "{err}");
     let (ok, out, _) = run(&cfg, &["token", "list"]);

@@ -6,13 +6,16 @@
 
 mod common;
 
-use common::{Publisher, core_config, now_ms, parking, wait_ready, wait_until};
+use common::{
+    Publisher, core_config, historical_t0, lot_minute_counts, parking, stored_lot_minutes,
+    wait_ready, wait_until,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use stream_core::CoreReport;
-use stream_core::store::{AggregateQuery, SeriesStore, SqliteStore};
+use stream_core::store::{SeriesStore, SqliteStore};
 
 fn stored_rows(db: &Path) -> u64 {
     SqliteStore::open(db)
@@ -73,25 +76,10 @@ fn stop_cluster(procs: Vec<(Child, String)>) -> Vec<CoreReport> {
 }
 
 fn lot_counts(db: &Path) -> BTreeMap<(String, i64), u64> {
-    let store = SqliteStore::open(db).unwrap();
-    let mut got = BTreeMap::new();
-    for lot in 10..16 {
-        let id = format!("L{lot}");
-        let rows = store
-            .query_aggregates(&AggregateQuery {
-                kind: telemetry::DeviceKind::Parking,
-                scope: "lot".into(),
-                id: id.clone(),
-                window_ms: 60_000,
-                from_ms: 0,
-                to_ms: i64::MAX,
-            })
-            .unwrap();
-        for a in rows {
-            got.insert((id.clone(), a.start_ms), a.count);
-        }
-    }
-    got
+    stored_lot_minutes(db, &["L10", "L11", "L12", "L13", "L14", "L15"])
+        .into_iter()
+        .map(|(k, (count, _))| (k, count))
+        .collect()
 }
 
 #[test]
@@ -99,10 +87,7 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
     let Some(broker) = testkit::Mosquitto::start("two_processes_share_the_load") else {
         return;
     };
-    let t0 = {
-        let t = now_ms() - 4 * 3_600_000;
-        t - t.rem_euclid(900_000)
-    };
+    let t0 = historical_t0();
     // 6 lots × 3 bays, one reading per bay every 20 s for 20 minutes, in event-time order.
     let mut input = Vec::new();
     for step in 0..60u32 {
@@ -114,12 +99,7 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
         }
     }
     let n = input.len() as u64;
-    let mut expected: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for r in &input {
-        *expected
-            .entry((r.site.to_string(), r.ts_ms - r.ts_ms.rem_euclid(60_000)))
-            .or_default() += 1;
-    }
+    let expected = lot_minute_counts(&input);
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("core.sqlite");

@@ -5,10 +5,13 @@
 
 mod common;
 
-use common::{Core, Publisher, core_config, now_ms, parking, wait_ready, wait_until};
+use common::{
+    Core, Publisher, core_config, historical_t0, lot_minute_counts, parking, stored_lot_minutes,
+    wait_ready, wait_until,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use stream_core::store::{AggregateQuery, SeriesStore, SqliteStore};
+use stream_core::store::{SeriesStore, SqliteStore};
 
 const FAST_MS: i64 = 3_600_000;
 
@@ -18,10 +21,7 @@ fn a_fast_device_clock_does_not_move_the_watermark() {
     else {
         return;
     };
-    let t0 = {
-        let t = now_ms() - 4 * 3_600_000;
-        t - t.rem_euclid(900_000)
-    };
+    let t0 = historical_t0();
     // 3 lots × 4 bays, one reading per bay every 20 s for 30 minutes, in true-time order; the sensor
     // L10-b0 stamps its readings an hour ahead.
     let mut input = Vec::new();
@@ -40,13 +40,7 @@ fn a_fast_device_clock_does_not_move_the_watermark() {
             }
         }
     }
-    // Expected readings per (lot, 1-min window start), counted by hand from the input.
-    let mut expected: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for r in &input {
-        *expected
-            .entry((r.site.to_string(), r.ts_ms - r.ts_ms.rem_euclid(60_000)))
-            .or_default() += 1;
-    }
+    let expected = lot_minute_counts(&input);
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("core.sqlite");
@@ -76,26 +70,13 @@ fn a_fast_device_clock_does_not_move_the_watermark() {
     assert_eq!(report.readings_new, n);
     assert_eq!(report.dropped.get("too_late").copied().unwrap_or(0), 0);
 
-    let mut got: BTreeMap<(String, i64), u64> = BTreeMap::new();
-    for lot in ["L10", "L11", "L12"] {
-        let rows = store
-            .query_aggregates(&AggregateQuery {
-                kind: telemetry::DeviceKind::Parking,
-                scope: "lot".into(),
-                id: lot.into(),
-                window_ms: 60_000,
-                from_ms: 0,
-                to_ms: i64::MAX,
-            })
-            .unwrap();
-        for a in rows {
-            assert_eq!(
-                a.version, 1,
-                "{lot} window {} was corrected: the watermark ran ahead",
-                a.start_ms
-            );
-            got.insert((lot.to_string(), a.start_ms), a.count);
-        }
+    let stored = stored_lot_minutes(&db, &["L10", "L11", "L12"]);
+    for ((lot, start), (_, version)) in &stored {
+        assert_eq!(
+            *version, 1,
+            "{lot} window {start} was corrected: the watermark ran ahead"
+        );
     }
+    let got: BTreeMap<(String, i64), u64> = stored.into_iter().map(|(k, (c, _))| (k, c)).collect();
     assert_eq!(got, expected);
 }

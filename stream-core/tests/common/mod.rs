@@ -219,3 +219,47 @@ impl Publisher {
         thread.join().unwrap()
     }
 }
+
+/// A window start four hours before now, on a 15-minute boundary: input at this time is a historical
+/// replay (event time far behind the wall clock).
+pub fn historical_t0() -> i64 {
+    let t = now_ms() - 4 * 3_600_000;
+    t - t.rem_euclid(900_000)
+}
+
+/// Readings per (lot, 1-minute window start), counted by hand from the input.
+pub fn lot_minute_counts(input: &[Reading]) -> std::collections::BTreeMap<(String, i64), u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in input {
+        *m.entry((r.site.to_string(), r.ts_ms - r.ts_ms.rem_euclid(60_000)))
+            .or_default() += 1;
+    }
+    m
+}
+
+/// The stored 1-minute lot aggregates (latest version) of `lots` as (lot, window start) → (count,
+/// version).
+pub fn stored_lot_minutes(
+    db: &Path,
+    lots: &[&str],
+) -> std::collections::BTreeMap<(String, i64), (u64, u32)> {
+    use stream_core::store::{AggregateQuery, SeriesStore, SqliteStore};
+    let store = SqliteStore::open(db).unwrap();
+    let mut m = std::collections::BTreeMap::new();
+    for lot in lots {
+        let rows = store
+            .query_aggregates(&AggregateQuery {
+                kind: telemetry::DeviceKind::Parking,
+                scope: "lot".into(),
+                id: (*lot).into(),
+                window_ms: 60_000,
+                from_ms: 0,
+                to_ms: i64::MAX,
+            })
+            .unwrap();
+        for a in rows {
+            m.insert(((*lot).to_string(), a.start_ms), (a.count, a.version));
+        }
+    }
+    m
+}
