@@ -75,14 +75,7 @@ http_addr = "{core_http}"
     }
 
     fn core(&self) -> Part {
-        let mut core = Part::start("core", &self.dir, &self.cfg, &["core"]);
-        wait_http_ok(
-            &self.core_http,
-            "/readyz",
-            Duration::from_secs(60),
-            &mut [&mut core],
-        );
-        core
+        start_core_ready(&self.dir, &self.cfg, &self.core_http)
     }
 
     fn sim(&self) -> Part {
@@ -390,13 +383,7 @@ http_addr = "{core_http}"
         ),
     )
     .unwrap();
-    let mut core = Part::start("core", dir, &cfg, &["core"]);
-    wait_http_ok(
-        &core_http,
-        "/readyz",
-        Duration::from_secs(60),
-        &mut [&mut core],
-    );
+    let mut core = start_core_ready(dir, &cfg, &core_http);
     let mut agent = Part::start("agent", dir, &cfg, &["agent"]);
     let mut radio = Radio {
         sock: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),

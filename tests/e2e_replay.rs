@@ -69,13 +69,7 @@ listen_addr = "{dash_addr}"
     write_registry(&text, &registry_path);
 
     // --- run: core first (its session must exist before the first publish), then the simulator ---
-    let mut core = Part::start("core", dir, &cfg_path, &["core"]);
-    wait_http_ok(
-        &core_http,
-        "/readyz",
-        Duration::from_secs(60),
-        &mut [&mut core],
-    );
+    let mut core = start_core_ready(dir, &cfg_path, &core_http);
     let mut sim = Part::start("simulate", dir, &cfg_path, &["simulate"]);
     let status = sim.wait_timeout(Duration::from_secs(240));
     assert!(

@@ -239,6 +239,22 @@ pub fn wait_http_ok(addr: &str, path: &str, timeout: Duration, parts: &mut [&mut
     }
 }
 
+/// Starts `citybrain core` with config `cfg` in `dir` and waits (≤ 60 s) until its health server at
+/// `core_http` says ready (subscribed).
+///
+/// # Panics
+/// When it is not ready in time or exits.
+pub fn start_core_ready(dir: &Path, cfg: &Path, core_http: &str) -> Part {
+    let mut core = Part::start("core", dir, cfg, &["core"]);
+    wait_http_ok(
+        core_http,
+        "/readyz",
+        Duration::from_secs(60),
+        &mut [&mut core],
+    );
+    core
+}
+
 /// Writes the registry of the simulated fleet (what `citybrain simulate` writes at its start and the
 /// demo writes before starting the core), so the core can load it before any reading is published.
 pub fn write_registry(config_text: &str, registry_path: &Path) {
