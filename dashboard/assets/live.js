@@ -153,7 +153,11 @@
     }
     const devs = r.body.devices;
     const offline = devs.filter((d) => d.offline);
-    box.appendChild(CB.el("p", {}, devs.length + " devices, " + offline.length + " offline."));
+    let summary = devs.length + " devices, " + offline.length + " offline";
+    if (r.body.clock === "data") {
+      summary += " at the data clock " + CB.fmtTime(r.body.clock_ms) + " (the store holds a replay of history)";
+    }
+    box.appendChild(CB.el("p", { id: "health-summary" }, summary + "."));
     const shown = offline.concat(devs.filter((d) => !d.offline).sort((a, b) => (a.battery_pct ?? 101) - (b.battery_pct ?? 101))).slice(0, 50);
     box.appendChild(CB.table([
       { key: "device", label: "Device" },

@@ -878,8 +878,16 @@ struct HealthRow {
     offline: bool,
 }
 
+/// When the newest reading of any device is older than this, the store holds a replay of history
+/// and device silence is judged against the data clock, not the wall clock, ms (1 day).
+pub const REPLAY_CLOCK_AFTER_MS: i64 = 86_400_000;
+
 /// `GET /api/v1/devices/health`: last seen, battery and offline flag per device of the kinds whose raw
-/// data the caller may read. A device is offline when silent for more than 3 report intervals.
+/// data the caller may read. A device is offline when silent for more than 3 report intervals,
+/// counted to the wall clock — or, when the newest reading of any device is more than
+/// [`REPLAY_CLOCK_AFTER_MS`] old (a replay of historical data, as in the demo), to that newest
+/// reading's time (the data clock), so a replay shows which devices fell silent *in the data*.
+/// The response names the reference: `{"now_ms", "clock": "wall"|"data", "clock_ms", "devices"}`.
 async fn device_health(
     State(state): State<AppState>,
     Caller(c): Caller,
@@ -893,6 +901,11 @@ async fn device_health(
     let store = state.store.clone();
     let rows = blocking(move || Ok(store.device_health()?)).await?;
     let now = state.now_ms();
+    let newest = rows.iter().map(|h| h.last_seen_ms).max();
+    let (clock, clock_ms) = match newest {
+        Some(n) if now - n > REPLAY_CLOCK_AFTER_MS => ("data", n),
+        _ => ("wall", now),
+    };
     let out: Vec<HealthRow> = rows
         .into_iter()
         .filter(|h| c.can(Dataset::raw(h.kind)))
@@ -901,7 +914,7 @@ async fn device_health(
                 .registry
                 .device(&h.device)
                 .map(|d| d.report_interval_s);
-            let silent_ms = now - h.last_seen_ms;
+            let silent_ms = clock_ms - h.last_seen_ms;
             let offline = silent_ms > 3 * 1000 * i64::from(interval.unwrap_or(3600));
             HealthRow {
                 health: h,
@@ -930,7 +943,9 @@ async fn device_health(
         },
     )
     .await?;
-    Ok(Json(json!({ "now_ms": now, "devices": out })))
+    Ok(Json(
+        json!({ "now_ms": now, "clock": clock, "clock_ms": clock_ms, "devices": out }),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -464,6 +464,23 @@ async fn live_snapshot_alerts_and_device_health() {
     assert_eq!(by("M1")["offline"], true);
     assert_eq!(by("L1-b0")["offline"], false);
     assert_eq!(by("L1-b0")["last_seen_ms"], NOW - 3_000_000 + 120_000);
+    assert_eq!(h["clock"], "wall");
+    assert_eq!(h["clock_ms"], NOW);
+    // A day on with nothing new stored (the newest reading 24 h 8 min old: a replay of history, as in
+    // the demo; the tokens are still valid): silence is counted to the newest reading, M1's at
+    // NOW−9 min. M1 is then silent 0 s; L1-b0 48 − 9 = 39 min < 3 h.
+    let mut f = f;
+    f.state = f
+        .state
+        .clone()
+        .with_clock(std::sync::Arc::new(|| NOW + 86_400_000 - 60_000));
+    let h = get(&f, "/api/v1/devices/health", Some(&f.grid))
+        .await
+        .json();
+    assert_eq!(h["clock"], "data");
+    assert_eq!(h["clock_ms"], NOW - 540_000);
+    let devs = h["devices"].as_array().unwrap();
+    assert!(devs.iter().all(|d| d["offline"] == false), "{devs:?}");
 }
 
 #[tokio::test]
