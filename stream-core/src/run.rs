@@ -91,6 +91,11 @@ pub struct CoreConfig {
     pub process_index: usize,
     /// `host:port` of every process (`-h` hostfile contents).
     pub hosts: Vec<String>,
+    /// The processes of the cluster share one store (one SQLite file on one host, or one InfluxDB):
+    /// at start each replays only the sites it owns (`route_hash(site) % processes`), so each stored
+    /// reading is replayed once. Default false: every process has its own store (e.g. one SQLite file
+    /// per host) and replays all of it.
+    pub shared_store: bool,
     /// Health HTTP listen address (`/healthz`, `/readyz`, `/metrics`).
     pub http_addr: String,
     /// Wall time without watermark progress before it moves with the wall clock, ms.
@@ -130,6 +135,7 @@ impl Default for CoreConfig {
             processes: 1,
             process_index: 0,
             hosts: Vec::new(),
+            shared_store: false,
             http_addr: "127.0.0.1:9181".into(),
             idle_advance_ms: 5_000,
             source_idle_ms: 900_000,
@@ -460,11 +466,11 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
     Ok(counters.report())
 }
 
-/// Which stored readings this process replays at start: all of them alone; in a cluster (whose
-/// processes share one store) the sites with `route_hash(site) % processes == process_index`, so each
-/// stored reading is replayed exactly once across the cluster.
+/// Which stored readings this process replays at start: all of its store; in a cluster whose
+/// processes share one store (`shared_store`) the sites with `route_hash(site) % processes ==
+/// process_index`, so each stored reading is replayed exactly once across the cluster.
 fn replay_shard(cfg: &CoreConfig) -> (usize, usize) {
-    if cfg.processes > 1 {
+    if cfg.processes > 1 && cfg.shared_store {
         (cfg.process_index, cfg.processes)
     } else {
         (0, 1)

@@ -1,8 +1,9 @@
 //! Scale-out: two core processes (the `stream-core` binary) share the load through an MQTT shared
 //! subscription (`$share/<group>/…`) on a real Mosquitto and form one timely cluster over loopback
-//! (`processes = 2`, one worker each), writing to one SQLite store. Every reading is stored once and
-//! counted once in the aggregates (compared with a hand count); restarted, the two processes replay the
-//! shared store between them exactly once (sharded by site), with no duplicates.
+//! (`processes = 2`, one worker each), writing to one shared SQLite store or to one store each. Every
+//! reading is stored once and counted once in the aggregates (compared with a hand count); restarted,
+//! the two processes replay what is stored exactly once (a shared store sharded by site), with no
+//! duplicates.
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::{
     wait_ready, wait_until,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use stream_core::CoreReport;
@@ -23,11 +24,17 @@ fn stored_rows(db: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts both processes; returns them with their health URLs.
-fn start_cluster(dir: &Path, port: u16, db: &Path, hosts: &[String]) -> Vec<(Child, String)> {
+/// Starts both processes (process p on store `dbs[p]`); returns them with their health URLs.
+fn start_cluster(
+    dir: &Path,
+    port: u16,
+    dbs: &[PathBuf; 2],
+    hosts: &[String],
+) -> Vec<(Child, String)> {
     (0..2)
         .map(|p| {
-            let mut cfg = core_config(port, &format!("core-cluster-{p}"), db);
+            let mut cfg = core_config(port, &format!("core-cluster-{p}"), &dbs[p]);
+            cfg.shared_store = dbs[0] == dbs[1];
             cfg.publish = false;
             cfg.processes = 2;
             cfg.process_index = p;
@@ -75,16 +82,42 @@ fn stop_cluster(procs: Vec<(Child, String)>) -> Vec<CoreReport> {
         .collect()
 }
 
-fn lot_counts(db: &Path) -> BTreeMap<(String, i64), u64> {
-    stored_lot_minutes(db, &["L10", "L11", "L12", "L13", "L14", "L15"])
-        .into_iter()
-        .map(|(k, (count, _))| (k, count))
-        .collect()
+/// The 1-minute lot counts over the distinct stores (each window is written by the process that owns
+/// its lot).
+fn lot_counts(dbs: &[PathBuf; 2]) -> BTreeMap<(String, i64), u64> {
+    let mut m = BTreeMap::new();
+    for db in distinct(dbs) {
+        for (k, (count, _)) in stored_lot_minutes(db, &["L10", "L11", "L12", "L13", "L14", "L15"]) {
+            assert!(m.insert(k.clone(), count).is_none(), "{k:?} stored twice");
+        }
+    }
+    m
+}
+
+fn distinct(dbs: &[PathBuf; 2]) -> Vec<&PathBuf> {
+    if dbs[0] == dbs[1] {
+        vec![&dbs[0]]
+    } else {
+        dbs.iter().collect()
+    }
+}
+
+fn total_rows(dbs: &[PathBuf; 2]) -> u64 {
+    distinct(dbs).into_iter().map(|db| stored_rows(db)).sum()
 }
 
 #[test]
-fn two_processes_share_the_load_and_count_each_reading_once() {
-    let Some(broker) = testkit::Mosquitto::start("two_processes_share_the_load") else {
+fn two_processes_on_one_shared_store() {
+    cluster_case("two_processes_on_one_shared_store", true);
+}
+
+#[test]
+fn two_processes_with_a_store_each() {
+    cluster_case("two_processes_with_a_store_each", false);
+}
+
+fn cluster_case(name: &str, shared: bool) {
+    let Some(broker) = testkit::Mosquitto::start(name) else {
         return;
     };
     let t0 = historical_t0();
@@ -102,11 +135,21 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
     let expected = lot_minute_counts(&input);
 
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("core.sqlite");
+    let dbs = if shared {
+        [
+            dir.path().join("core.sqlite"),
+            dir.path().join("core.sqlite"),
+        ]
+    } else {
+        [
+            dir.path().join("core0.sqlite"),
+            dir.path().join("core1.sqlite"),
+        ]
+    };
     let hosts: Vec<String> = (0..2)
         .map(|_| format!("127.0.0.1:{}", testkit::free_port()))
         .collect();
-    let procs = start_cluster(dir.path(), broker.port, &db, &hosts);
+    let procs = start_cluster(dir.path(), broker.port, &dbs, &hosts);
     for (_, http) in &procs {
         wait_ready(http);
     }
@@ -121,7 +164,7 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
     }
     assert!(p.finish() > 0);
     wait_until("all stored", Duration::from_secs(60), || {
-        stored_rows(&db) == n
+        total_rows(&dbs) == n
     });
     std::thread::sleep(Duration::from_millis(500));
     let reports = stop_cluster(procs);
@@ -139,10 +182,11 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
         reports.iter().map(|r| r.readings_valid).sum::<u64>() - n,
         "only redelivered copies are duplicates"
     );
-    assert_eq!(lot_counts(&db), expected, "each reading counted once");
+    assert_eq!(lot_counts(&dbs), expected, "each reading counted once");
 
-    // Restart: the two processes replay the shared store between them once; nothing is a duplicate.
-    let procs = start_cluster(dir.path(), broker.port, &db, &hosts);
+    // Restart: the two processes replay what is stored once between them (a shared store split by
+    // site); nothing is a duplicate.
+    let procs = start_cluster(dir.path(), broker.port, &dbs, &hosts);
     for (_, http) in &procs {
         wait_ready(http);
     }
@@ -159,7 +203,7 @@ fn two_processes_share_the_load_and_count_each_reading_once() {
             .all(|r| r.dropped.get("duplicate").copied().unwrap_or(0) == 0)
     );
     assert_eq!(
-        lot_counts(&db),
+        lot_counts(&dbs),
         expected,
         "same aggregates after the restart"
     );
