@@ -13,8 +13,7 @@
 //! than the retention cut — every key in it is then older than the cut, exactly as with per-key
 //! eviction, so outcomes are unchanged.
 
-use crate::model::{Routed, SiteInfo, is_periodic};
-use std::collections::HashMap;
+use crate::model::{Interner, Routed, SiteInfo, is_periodic};
 use std::sync::Arc;
 use telemetry::{DeviceId, DeviceKind, Reading};
 
@@ -55,8 +54,10 @@ pub struct DedupCore {
     horizon_ms: i64,
     retention_ms: i64,
     info: Arc<SiteInfo>,
-    /// Device id → seq runs, sorted by (boot, first seq), disjoint and non-adjacent.
-    keys: HashMap<Box<str>, Vec<Run>>,
+    /// Device ids, interned: the index is the device's slot in `runs`.
+    ids: Interner,
+    /// Per device: seq runs, sorted by (boot, first seq), disjoint and non-adjacent.
+    runs: Vec<Runs>,
     /// Remembered (device, boot, seq) keys, for [`DedupCore::len`].
     n_keys: usize,
     last_evict: i64,
@@ -69,6 +70,78 @@ struct Run {
     first: u32,
     last: u32,
     newest_ts_ms: i64,
+}
+
+/// A device's runs: one inline (the common case: a device counting up without gaps), else a `Vec`
+/// (`Many(vec![])` = none).
+#[derive(Debug)]
+enum Runs {
+    One(Run),
+    Many(Vec<Run>),
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs::Many(Vec::new())
+    }
+}
+
+impl Runs {
+    /// Inserts `(boot, seq)`; false when already present. Same answers and runs as [`insert_seq`].
+    fn insert(&mut self, boot: u32, seq: u32, ts_ms: i64) -> bool {
+        match self {
+            Runs::Many(v) if v.is_empty() => {
+                *self = Runs::One(Run {
+                    boot,
+                    first: seq,
+                    last: seq,
+                    newest_ts_ms: ts_ms,
+                });
+                true
+            }
+            Runs::One(r) if r.boot == boot && r.first <= seq && seq <= r.last => false,
+            Runs::One(r) if r.boot == boot && r.last.checked_add(1) == Some(seq) => {
+                r.last = seq;
+                r.newest_ts_ms = r.newest_ts_ms.max(ts_ms);
+                true
+            }
+            Runs::One(r) if r.boot == boot && r.first.checked_sub(1) == Some(seq) => {
+                r.first = seq;
+                r.newest_ts_ms = r.newest_ts_ms.max(ts_ms);
+                true
+            }
+            Runs::One(r) => {
+                let mut v = Vec::with_capacity(2);
+                v.push(*r);
+                let new = insert_seq(&mut v, boot, seq, ts_ms);
+                *self = Runs::Many(v);
+                new
+            }
+            Runs::Many(v) => insert_seq(v, boot, seq, ts_ms),
+        }
+    }
+
+    /// Drops runs whose newest event time is before `cut`; returns the keys still held.
+    fn evict(&mut self, cut: i64) -> usize {
+        let held = |r: &Run| (r.last - r.first) as usize + 1;
+        match self {
+            Runs::One(r) if r.newest_ts_ms >= cut => held(r),
+            Runs::One(_) => {
+                *self = Runs::default();
+                0
+            }
+            Runs::Many(v) => {
+                v.retain(|r| r.newest_ts_ms >= cut);
+                let n = v.iter().map(held).sum();
+                if v.len() == 1 {
+                    *self = Runs::One(v[0]);
+                } else {
+                    v.shrink_to_fit();
+                }
+                n
+            }
+        }
+    }
 }
 
 /// Inserts `(boot, seq)` into a device's runs; false when already present.
@@ -118,7 +191,8 @@ impl DedupCore {
             horizon_ms,
             retention_ms,
             info,
-            keys: HashMap::new(),
+            ids: Interner::default(),
+            runs: Vec::new(),
             n_keys: 0,
             last_evict: i64::MIN,
         }
@@ -157,14 +231,14 @@ impl DedupCore {
             let outcome = if r.ts_ms < t.saturating_sub(self.horizon_ms) {
                 SeenOutcome::TooLate
             } else {
-                let runs = match self.keys.get_mut(r.device.as_str()) {
-                    Some(v) => v,
-                    None => self
-                        .keys
-                        .entry(r.device.as_str().into())
-                        .or_insert_with(|| Vec::with_capacity(1)),
+                let d = match self.ids.get(&[r.device.as_str()]) {
+                    Some(d) => d,
+                    None => {
+                        self.runs.push(Runs::default());
+                        self.ids.intern(&[r.device.as_str()])
+                    }
                 };
-                if insert_seq(runs, r.boot, r.seq, r.ts_ms) {
+                if self.runs[d as usize].insert(r.boot, r.seq, r.ts_ms) {
                     self.n_keys += 1;
                     accepted[i as usize] = true;
                     SeenOutcome::Accepted {
@@ -192,15 +266,9 @@ impl DedupCore {
             self.last_evict = t;
             let cut = t.saturating_sub(self.retention_ms);
             let mut n = 0usize;
-            self.keys.retain(|_, runs| {
-                runs.retain(|r| r.newest_ts_ms >= cut);
-                n += runs
-                    .iter()
-                    .map(|r| (r.last - r.first) as usize + 1)
-                    .sum::<usize>();
-                runs.shrink_to_fit();
-                !runs.is_empty()
-            });
+            for runs in &mut self.runs {
+                n += runs.evict(cut);
+            }
             self.n_keys = n;
         }
         (acc, seen)
@@ -223,6 +291,7 @@ mod tests {
             (state % u64::from(m)) as u32
         };
         let mut runs = Vec::new();
+        let mut compact = Runs::default();
         let mut set = HashSet::new();
         for i in 0..20_000u32 {
             let boot = next(3);
@@ -234,10 +303,14 @@ mod tests {
                 _ => (i / 2).saturating_sub(next(40)),
             };
             let ts = i64::from(i);
-            assert_eq!(
-                insert_seq(&mut runs, boot, seq, ts),
-                set.insert((boot, seq))
-            );
+            let new = set.insert((boot, seq));
+            assert_eq!(insert_seq(&mut runs, boot, seq, ts), new);
+            assert_eq!(compact.insert(boot, seq, ts), new);
+            if i % 1_000 == 999 {
+                // Eviction keeps both forms equal too (nothing is older than the cut here).
+                let held: usize = runs.iter().map(|r| (r.last - r.first) as usize + 1).sum();
+                assert_eq!(compact.evict(i64::MIN), held);
+            }
         }
         for w in runs.windows(2) {
             let (a, b) = (w[0], w[1]);
@@ -249,5 +322,17 @@ mod tests {
         }
         let held: usize = runs.iter().map(|r| (r.last - r.first) as usize + 1).sum();
         assert_eq!(held, set.len());
+        let compact: Vec<(u32, u32, u32, i64)> = match &compact {
+            Runs::One(r) => vec![*r],
+            Runs::Many(v) => v.clone(),
+        }
+        .iter()
+        .map(|r| (r.boot, r.first, r.last, r.newest_ts_ms))
+        .collect();
+        let plain: Vec<_> = runs
+            .iter()
+            .map(|r| (r.boot, r.first, r.last, r.newest_ts_ms))
+            .collect();
+        assert_eq!(compact, plain);
     }
 }

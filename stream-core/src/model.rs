@@ -258,3 +258,155 @@ pub fn is_periodic(m: &Measurement) -> bool {
         Measurement::ParkingHeartbeat(_) | Measurement::GridSummary(_)
     )
 }
+
+/// Interned identifiers: each distinct key (one or more id parts) gets a dense `u32` index, so
+/// per-device state can live in flat `Vec`s instead of maps keyed by `String`.
+///
+/// Memory: the keys' text in one arena `String` (parts joined by `\0`, which identifiers cannot
+/// contain, so a joined key sorts exactly like the tuple of its parts), one `u32` end offset per key,
+/// and an open-addressing index of `u32` slots (linear probing, at most 3/4 full): about
+/// `text + 4 + 4..10` bytes per key and no allocation per key. Keys are never removed (devices and
+/// sites come from a fixed registry; an unregistered id costs its text once).
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    text: String,
+    ends: Vec<u32>,
+    /// Index + 1 of the key in each slot; 0 = empty.
+    slots: Vec<u32>,
+}
+
+fn parts_hash(parts: &[&str]) -> u64 {
+    // FNV-1a over the joined bytes: deterministic, and fast enough for short ids.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        }
+        for b in p.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h ^ (h >> 29)
+}
+
+impl Interner {
+    /// The text of key `id` (parts joined by `\0`). Panics on an index not handed out by this interner.
+    pub fn resolve(&self, id: u32) -> &str {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when no key is interned.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn matches(&self, id: u32, parts: &[&str]) -> bool {
+        let mut s = self.resolve(id);
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                match s.strip_prefix('\0') {
+                    Some(r) => s = r,
+                    None => return false,
+                }
+            }
+            match s.strip_prefix(p) {
+                Some(r) => s = r,
+                None => return false,
+            }
+        }
+        s.is_empty()
+    }
+
+    /// The index of the key made of `parts`, if interned.
+    pub fn get(&self, parts: &[&str]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = parts_hash(parts) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                s if self.matches(s - 1, parts) => return Some(s - 1),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The index of the key made of `parts`, interning it if new.
+    pub fn intern(&mut self, parts: &[&str]) -> u32 {
+        if let Some(id) = self.get(parts) {
+            return id;
+        }
+        if (self.ends.len() + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                self.text.push('\0');
+            }
+            self.text.push_str(p);
+        }
+        let id = self.ends.len() as u32;
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        self.place(parts_hash(parts), id);
+        id
+    }
+
+    fn place(&mut self, h: u64, id: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = id + 1;
+    }
+
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(16);
+        self.slots = vec![0; n];
+        for id in 0..self.ends.len() as u32 {
+            let parts: Vec<&str> = self.resolve(id).split('\0').collect();
+            let h = parts_hash(&parts);
+            let mask = self.slots.len() - 1;
+            let mut i = h as usize & mask;
+            while self.slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = id + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod interner_tests {
+    use super::Interner;
+    use std::collections::HashMap;
+
+    #[test]
+    fn interner_matches_a_map() {
+        let mut i = Interner::default();
+        let mut m: HashMap<(String, String), u32> = HashMap::new();
+        for k in 0..5_000u32 {
+            let a = format!("s{}", k % 37);
+            let b = format!("d{}", (k * 7919) % 1_013);
+            let id = i.intern(&[&a, &b]);
+            let want = *m.entry((a.clone(), b.clone())).or_insert(id);
+            assert_eq!(id, want);
+            assert_eq!(i.resolve(id), format!("{a}\0{b}"));
+            assert_eq!(i.get(&[&a, &b]), Some(id));
+        }
+        assert_eq!(i.len(), m.len());
+        // Part boundaries matter: ("s1", "0d1") is not ("s10", "d1").
+        assert_eq!(i.get(&["s1", "0d1"]), None);
+        assert_eq!(i.get(&["s10"]), None);
+    }
+}

@@ -9,24 +9,33 @@
 //!   recomputed result differs. Readings older than `t − correction_horizon` never get here (the
 //!   `"Dedup"` operator counts them as `too_late`).
 //! - **Results are pure functions of the retained history.** Each device keeps its readings of the
-//!   retention period in a sorted `VecDeque` keyed by `(ts, boot, seq)` (`Hist`: appends and
-//!   front evictions are O(1), range lookups binary searches; sized exactly while small, so a device
-//!   with one reading costs one 64-byte slot instead of a B-tree node), plus the last evicted one as a
-//!   base state. A window result is recomputed from that history, so arrival order within lateness never
-//!   matters and a correction equals what an in-order run would have produced. Parking occupancy carries
-//!   bay state across windows, so a late reading also re-checks later emitted windows up to the device's
-//!   next reading (only changed results get a new version).
+//!   retention period sorted by `(ts, boot, seq)` (`Hist`: appends and front evictions are O(1),
+//!   range lookups binary searches), plus the last evicted one as a base state. A window result is
+//!   recomputed from that history, so arrival order within lateness never matters and a correction
+//!   equals what an in-order run would have produced. Parking occupancy carries bay state across
+//!   windows, so a late reading also re-checks later emitted windows up to the device's next reading
+//!   (only changed results get a new version).
 //! - **Windows with no reading of the site are not emitted** (the dashboard shows the latest row).
 //! - **Alerts** are evaluated when a site's smallest window closes (first version only), plus
 //!   `device_offline` deadlines that fire when the watermark passes `last_seen + k × interval +
 //!   lateness`. Deadlines do not fire during the final flush of a finite replay.
+//!
+//! # State layout (bytes per device)
+//! Sites and `(site, device)` pairs are interned ([`Interner`]) to dense indices; per-device state is a
+//! 64-byte [`Dev`] in one flat `Vec`, and a site lists its devices as indices in id order. A history
+//! entry is 32 bytes: the key and a compact value that keeps only what the windows use (bay state,
+//! the heartbeat/change distinction, the power-quality event kind; a grid summary boxed). A history
+//! of one entry is stored inline (no allocation), the base state is the history's first element
+//! (flagged), and the newest heartbeat's battery level sits in a side map only for devices that sent
+//! one. Iteration orders (sites, devices, closing windows, deadlines) are the id-string orders of the
+//! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged.
 
-use crate::model::{SiteInfo, WindowConfig, window_start};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::model::{Interner, SiteInfo, WindowConfig, window_start};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use telemetry::message::{Alert, AlertState, WindowAggregate};
-use telemetry::{DeviceKind, Measurement, PqEventKind, Reading};
+use telemetry::{DeviceKind, GridSummary, Measurement, PqEventKind, Reading};
 
 /// An output of the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,77 +51,269 @@ type Metrics = BTreeMap<String, f64>;
 /// Row id (`""` = site row) → (version, count, metrics).
 type Emitted = BTreeMap<String, (u32, u64, Metrics)>;
 
-/// A device's retained readings, sorted by key, no duplicate keys.
+/// What the windows need of a measurement.
+#[derive(Debug, Clone)]
+enum Val {
+    Change(bool),
+    Beat(bool),
+    Summary(Box<GridSummary>),
+    Event(PqEventKind),
+}
+
+impl Val {
+    fn new(m: Measurement) -> Val {
+        match m {
+            Measurement::ParkingChange(c) => Val::Change(c.occupied),
+            Measurement::ParkingHeartbeat(h) => Val::Beat(h.occupied),
+            Measurement::GridSummary(g) => Val::Summary(Box::new(g)),
+            Measurement::GridEvent(e) => Val::Event(e.event),
+        }
+    }
+}
+
+type Entry = (Key, Val);
+
+/// Sorted entries; one entry inline, more behind one pointer (so the enum stays 32 bytes).
 #[derive(Debug, Default)]
-struct Hist(VecDeque<(Key, Measurement)>);
+enum Hist {
+    #[default]
+    Empty,
+    One(Entry),
+    #[allow(clippy::box_collection)]
+    Many(Box<VecDeque<Entry>>),
+}
+
 
 impl Hist {
+    fn len(&self) -> usize {
+        match self {
+            Hist::Empty => 0,
+            Hist::One(_) => 1,
+            Hist::Many(v) => v.len(),
+        }
+    }
+
+    fn slices(&self) -> (&[Entry], &[Entry]) {
+        match self {
+            Hist::Empty => (&[], &[]),
+            Hist::One(e) => (std::slice::from_ref(e), &[]),
+            Hist::Many(v) => v.as_slices(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&Entry> {
+        match self {
+            Hist::Empty => None,
+            Hist::One(e) => (i == 0).then_some(e),
+            Hist::Many(v) => v.get(i),
+        }
+    }
+
+    /// First index `>= from` whose entry fails `pred` (entries from `from` on are sorted).
+    fn partition_point(&self, from: usize, pred: impl Fn(&Key) -> bool) -> usize {
+        let (a, b) = self.slices();
+        if from < a.len() {
+            let i = from + a[from..].partition_point(|e| pred(&e.0));
+            if i < a.len() {
+                return i;
+            }
+            a.len() + b.partition_point(|e| pred(&e.0))
+        } else {
+            let j = from - a.len();
+            from + b[j.min(b.len())..].partition_point(|e| pred(&e.0))
+        }
+    }
+
+    fn iter_range(&self, lo: usize, hi: usize) -> impl DoubleEndedIterator<Item = &Entry> {
+        let (a, b) = self.slices();
+        let (alo, ahi) = (lo.min(a.len()), hi.min(a.len()));
+        let (blo, bhi) = (
+            lo.saturating_sub(a.len()).min(b.len()),
+            hi.saturating_sub(a.len()).min(b.len()),
+        );
+        a[alo..ahi.max(alo)]
+            .iter()
+            .chain(b[blo..bhi.max(blo)].iter())
+    }
+
+    fn insert_at(&mut self, i: usize, e: Entry) {
+        match self {
+            Hist::Empty => *self = Hist::One(e),
+            Hist::Many(v) => {
+                if v.len() == v.capacity() && v.len() < 4 {
+                    // Small histories grow one slot at a time (most devices hold few readings).
+                    v.reserve_exact(1);
+                }
+                v.insert(i, e);
+            }
+            Hist::One(_) => {
+                let Hist::One(first) = std::mem::take(self) else {
+                    return;
+                };
+                let mut v = VecDeque::with_capacity(2);
+                v.push_back(first);
+                v.insert(i, e);
+                *self = Hist::Many(Box::new(v));
+            }
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Entry> {
+        match self {
+            Hist::Empty => None,
+            Hist::One(e) => (i == 0).then_some(e),
+            Hist::Many(v) => v.get_mut(i),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        match self {
+            Hist::Empty => {}
+            Hist::One(_) => *self = Hist::Empty,
+            Hist::Many(v) => {
+                v.pop_front();
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        if let Hist::Many(v) = self {
+            if v.len() <= 1 {
+                *self = v.pop_front().map_or(Hist::Empty, Hist::One);
+            } else if v.capacity() > 2 * v.len() + 4 {
+                v.shrink_to_fit();
+            }
+        }
+    }
+}
+
+/// Per-device state (64 bytes).
+#[derive(Debug, Default)]
+struct Dev {
+    /// Retained readings, sorted by key, no duplicate keys; entry 0 is the base state (the last
+    /// evicted reading) when `BASE` is set.
+    hist: Hist,
+    /// Newest event time ingested, `i64::MIN` = none.
+    last_seen: i64,
+    /// Site index.
+    site: u32,
+    flags: u8,
+}
+
+const BASE: u8 = 1;
+const OFFLINE_RAISED: u8 = 2;
+const BATTERY_RAISED: u8 = 4;
+/// An offline deadline is pending, at `last_seen + k × interval + lateness` ([`offline_at`]).
+const OFFLINE_PENDING: u8 = 8;
+
+/// The offline deadline of a device last seen at `last_seen` with report interval `iv` (ms).
+fn offline_at(cfg: &WindowConfig, last_seen: i64, iv: i64) -> u64 {
+    to_u64(last_seen + iv * i64::from(cfg.offline_after_intervals) + cfg.allowed_lateness_ms)
+}
+
+impl Dev {
+    fn new(site: u32) -> Dev {
+        Dev {
+            hist: Hist::default(),
+            last_seen: i64::MIN,
+            site,
+            flags: 0,
+        }
+    }
+
+    fn off(&self) -> usize {
+        usize::from(self.flags & BASE != 0)
+    }
+
+    fn flag(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn set(&mut self, f: u8, on: bool) {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+    }
+
+    /// Retained readings (without the base).
+    fn len(&self) -> usize {
+        self.hist.len() - self.off()
+    }
+
+    fn base(&self) -> Option<&Entry> {
+        if self.flag(BASE) {
+            self.hist.get(0)
+        } else {
+            None
+        }
+    }
+
     fn lower(&self, b: Bound<&Key>) -> usize {
+        let off = self.off();
         match b {
-            Bound::Included(k) => self.0.partition_point(|(x, _)| x < k),
-            Bound::Excluded(k) => self.0.partition_point(|(x, _)| x <= k),
-            Bound::Unbounded => 0,
+            Bound::Included(k) => self.hist.partition_point(off, |x| x < k),
+            Bound::Excluded(k) => self.hist.partition_point(off, |x| x <= k),
+            Bound::Unbounded => off,
         }
     }
 
     fn upper(&self, b: Bound<&Key>) -> usize {
+        let off = self.off();
         match b {
-            Bound::Included(k) => self.0.partition_point(|(x, _)| x <= k),
-            Bound::Excluded(k) => self.0.partition_point(|(x, _)| x < k),
-            Bound::Unbounded => self.0.len(),
+            Bound::Included(k) => self.hist.partition_point(off, |x| x <= k),
+            Bound::Excluded(k) => self.hist.partition_point(off, |x| x < k),
+            Bound::Unbounded => self.hist.len(),
         }
     }
 
-    /// Entries with keys in `r`, in key order.
-    fn range(
-        &self,
-        r: impl RangeBounds<Key>,
-    ) -> impl DoubleEndedIterator<Item = (&Key, &Measurement)> {
+    /// Retained entries with keys in `r`, in key order.
+    fn range(&self, r: impl RangeBounds<Key>) -> impl DoubleEndedIterator<Item = &Entry> {
         let lo = self.lower(r.start_bound());
         let hi = self.upper(r.end_bound()).max(lo);
-        self.0.range(lo..hi).map(|(k, m)| (k, m))
+        self.hist.iter_range(lo, hi)
     }
 
-    /// Inserts or replaces the entry of `k`.
-    fn insert(&mut self, k: Key, m: Measurement) {
-        if self.0.back().is_none_or(|(b, _)| *b < k) {
-            if self.0.len() == self.0.capacity() && self.0.len() < 4 {
-                // Small histories grow one slot at a time (most devices hold few readings).
-                self.0.reserve_exact(1);
-            }
-            self.0.push_back((k, m));
+    /// Inserts or replaces the retained entry of `k`.
+    fn insert(&mut self, k: Key, v: Val) {
+        let n = self.hist.len();
+        if n == self.off() || self.hist.get(n - 1).is_some_and(|b| b.0 < k) {
+            self.hist.insert_at(n, (k, v));
             return;
         }
-        let i = self.0.partition_point(|(x, _)| *x < k);
-        match self.0.get_mut(i) {
-            Some(e) if e.0 == k => e.1 = m,
-            _ => self.0.insert(i, (k, m)),
+        let i = self.hist.partition_point(self.off(), |x| *x < k);
+        match self.hist.get_mut(i) {
+            Some(e) if e.0 == k => e.1 = v,
+            _ => self.hist.insert_at(i, (k, v)),
         }
     }
 
-    fn len(&self) -> usize {
-        self.0.len()
+    /// Moves retained readings older than `cut` out; the last one moved becomes the base.
+    fn evict(&mut self, cut: i64) {
+        while self.hist.get(self.off()).is_some_and(|e| e.0.0 < cut) {
+            if self.flag(BASE) {
+                self.hist.pop_front();
+            }
+            self.set(BASE, true);
+        }
+        self.hist.shrink();
     }
 }
 
-#[derive(Debug, Default)]
-struct Dev {
-    hist: Hist,
-    base: Option<(Key, Measurement)>,
-    last_seen: Option<i64>,
-    offline_at: Option<u64>,
-    offline_raised: bool,
-    battery: Option<(Key, f32)>,
-    battery_raised: bool,
-}
+/// The newest heartbeat's battery level of a device: (key, percent).
+type Battery = (Key, f32);
 
 #[derive(Debug)]
 struct Site {
     kind: DeviceKind,
     district: String,
-    devs: BTreeMap<String, Dev>,
+    /// Device indices, in device-id order.
+    devs: Vec<u32>,
     /// (L, start) → (version, count, metrics) of the site row and of device rows.
     emitted: BTreeMap<(i64, i64), Emitted>,
+    /// Windows with a pending close in [`WindowEngine::open`].
+    pending: BTreeSet<(i64, i64)>,
     dirty: BTreeSet<(i64, i64)>,
     full_since: Option<i64>,
     full_raised: bool,
@@ -125,11 +326,18 @@ struct Site {
 pub struct WindowEngine {
     cfg: WindowConfig,
     info: Arc<SiteInfo>,
-    sites: BTreeMap<String, Site>,
-    /// (close time, site, L, start).
+    site_ids: Interner,
+    sites: Vec<Site>,
+    /// Site indices in site-id order.
+    site_order: Vec<u32>,
+    /// `(site, device)` pairs; the index is the device's slot in `devs`.
+    dev_ids: Interner,
+    devs: Vec<Dev>,
+    battery: HashMap<u32, Battery>,
+    /// (close time, site id, L, start).
     open: BTreeSet<(u64, String, i64, i64)>,
-    /// (fire time, site, device).
-    deadlines: BTreeSet<(u64, String, String)>,
+    /// (fire time, device index); due ones fire in (site, device) id order.
+    deadlines: BTreeSet<(u64, u32)>,
     last_evict: i64,
 }
 
@@ -137,10 +345,9 @@ fn key(r: &Reading) -> Key {
     (r.ts_ms, r.boot, r.seq)
 }
 
-fn occupied(m: &Measurement) -> Option<bool> {
+fn occupied(m: &Val) -> Option<bool> {
     match m {
-        Measurement::ParkingChange(c) => Some(c.occupied),
-        Measurement::ParkingHeartbeat(h) => Some(h.occupied),
+        Val::Change(o) | Val::Beat(o) => Some(*o),
         _ => None,
     }
 }
@@ -157,7 +364,12 @@ impl WindowEngine {
         WindowEngine {
             cfg,
             info,
-            sites: BTreeMap::new(),
+            site_ids: Interner::default(),
+            sites: Vec::new(),
+            site_order: Vec::new(),
+            dev_ids: Interner::default(),
+            devs: Vec::new(),
+            battery: HashMap::new(),
             open: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             last_evict: i64::MIN,
@@ -180,79 +392,125 @@ impl WindowEngine {
 
     /// Number of devices with retained history and of retained readings (for state-size figures).
     pub fn state_size(&self) -> (usize, usize) {
-        let devs = self.sites.values().map(|s| s.devs.len()).sum();
-        let rows = self
-            .sites
-            .values()
-            .flat_map(|s| s.devs.values())
-            .map(|d| d.hist.len())
-            .sum();
-        (devs, rows)
+        (self.devs.len(), self.devs.iter().map(Dev::len).sum())
+    }
+
+    /// The device id of slot `d`.
+    fn dev_name(&self, d: u32) -> &str {
+        let s = self.dev_ids.resolve(d);
+        s.split_once('\0').map_or(s, |x| x.1)
     }
 
     /// Adds deduplicated readings at watermark time `t`. Corrections and offline clears go to `out`.
-    pub fn ingest(&mut self, t: u64, mut readings: Vec<Reading>, out: &mut Vec<EngineOut>) {
-        readings.sort_by(|a, b| (a.device.as_str(), key(a)).cmp(&(b.device.as_str(), key(b))));
+    pub fn ingest(&mut self, t: u64, readings: Vec<Reading>, out: &mut Vec<EngineOut>) {
+        // Process in (device, key) order; sort a permutation, not the readings.
+        let mut order: Vec<u32> = (0..readings.len() as u32).collect();
+        order.sort_by(|a, b| {
+            let (x, y) = (&readings[*a as usize], &readings[*b as usize]);
+            (x.device.as_str(), key(x))
+                .cmp(&(y.device.as_str(), key(y)))
+                .then(a.cmp(b))
+        });
+        let mut slots: Vec<Option<Reading>> = readings.into_iter().map(Some).collect();
         let lat = self.cfg.allowed_lateness_ms;
-        for r in readings {
-            let site_id = r.site.to_string();
-            let dev_id = r.device.to_string();
-            let site = self.sites.entry(site_id.clone()).or_insert_with(|| Site {
-                kind: r.kind(),
-                district: r.district.to_string(),
-                devs: BTreeMap::new(),
-                emitted: BTreeMap::new(),
-                dirty: BTreeSet::new(),
-                full_since: None,
-                full_raised: false,
-                volt_raised: false,
-                intr_raised: false,
-            });
+        for i in order {
+            let Some(r) = slots[i as usize].take() else {
+                continue;
+            };
+            let site_ix = match self.site_ids.get(&[r.site.as_str()]) {
+                Some(s) => s,
+                None => {
+                    let s = self.site_ids.intern(&[r.site.as_str()]);
+                    self.sites.push(Site {
+                        kind: r.kind(),
+                        district: r.district.to_string(),
+                        devs: Vec::new(),
+                        emitted: BTreeMap::new(),
+                        pending: BTreeSet::new(),
+                        dirty: BTreeSet::new(),
+                        full_since: None,
+                        full_raised: false,
+                        volt_raised: false,
+                        intr_raised: false,
+                    });
+                    let ids = &self.site_ids;
+                    let p = self
+                        .site_order
+                        .partition_point(|x| ids.resolve(*x) < r.site.as_str());
+                    self.site_order.insert(p, s);
+                    s
+                }
+            };
+            let site = &mut self.sites[site_ix as usize];
             if site.kind != r.kind() {
                 // A site id used by both kinds: keep the first kind's series clean.
                 continue;
             }
-            let dev = site.devs.entry(dev_id.clone()).or_default();
+            let parts = [r.site.as_str(), r.device.as_str()];
+            let d = match self.dev_ids.get(&parts) {
+                Some(d) => d,
+                None => {
+                    let d = self.dev_ids.intern(&parts);
+                    self.devs.push(Dev::new(site_ix));
+                    let ids = &self.dev_ids;
+                    let p = site
+                        .devs
+                        .partition_point(|x| ids.resolve(*x) < ids.resolve(d));
+                    site.devs.insert(p, d);
+                    d
+                }
+            };
+            let dev = &mut self.devs[d as usize];
             let k = key(&r);
             // The next reading that carries state forward (bay state, energy register).
-            let next_of_dev = dev
-                .hist
-                .range((k.0, k.1, k.2.saturating_add(1))..)
-                .find(|(_, m)| occupied(m).is_some() || matches!(m, Measurement::GridSummary(_)))
-                .map(|(k, _)| k.0);
-            dev.hist.insert(k, r.data.clone());
-            if let Measurement::ParkingHeartbeat(h) = &r.data
-                && dev.battery.is_none_or(|b| b.0 < k)
-            {
-                dev.battery = Some((k, h.battery_pct));
+            let next_of_dev =
+                if dev.len() == 0 || dev.hist.get(dev.hist.len() - 1).is_some_and(|b| b.0 < k) {
+                    None
+                } else {
+                    dev.range((k.0, k.1, k.2.saturating_add(1))..)
+                        .find(|(_, m)| occupied(m).is_some() || matches!(m, Val::Summary(_)))
+                        .map(|(k, _)| k.0)
+                };
+            let ts_ms = r.ts_ms;
+            if let Measurement::ParkingHeartbeat(h) = &r.data {
+                let b = self.battery.entry(d).or_insert((k, h.battery_pct));
+                if b.0 < k {
+                    *b = (k, h.battery_pct);
+                }
             }
-            if dev.last_seen.is_none_or(|s| s < r.ts_ms) {
-                dev.last_seen = Some(r.ts_ms);
-                if dev.offline_raised {
-                    dev.offline_raised = false;
+            dev.insert(k, Val::new(r.data));
+            if dev.last_seen == i64::MIN || dev.last_seen < ts_ms {
+                let old_seen = dev.last_seen;
+                dev.last_seen = ts_ms;
+                let dev_id = r.device.as_str();
+                if dev.flag(OFFLINE_RAISED) {
+                    dev.set(OFFLINE_RAISED, false);
                     out.push(EngineOut::Alert(Alert {
                         alert: "device_offline".into(),
                         state: AlertState::Cleared,
                         district: site.district.clone(),
-                        site: dev_id.clone(),
-                        ts_ms: r.ts_ms,
+                        site: dev_id.to_string(),
+                        ts_ms,
                         value: 0.0,
                         message: format!("device {dev_id} reports again"),
                     }));
                 }
-                if let Some(old) = dev.offline_at.take() {
-                    self.deadlines
-                        .remove(&(old, site_id.clone(), dev_id.clone()));
+                let iv = self.info.interval_ms(dev_id);
+                if dev.flag(OFFLINE_PENDING) {
+                    // Set from the previous `last_seen` with the same (registry) interval.
+                    if let Some(iv) = iv {
+                        self.deadlines
+                            .remove(&(offline_at(&self.cfg, old_seen, iv), d));
+                    }
+                    dev.set(OFFLINE_PENDING, false);
                 }
-                if let Some(iv) = self.info.interval_ms(&dev_id) {
-                    let at =
-                        to_u64(r.ts_ms + iv * i64::from(self.cfg.offline_after_intervals) + lat);
-                    dev.offline_at = Some(at);
-                    self.deadlines.insert((at, site_id.clone(), dev_id.clone()));
+                if let Some(iv) = iv {
+                    dev.set(OFFLINE_PENDING, true);
+                    self.deadlines.insert((offline_at(&self.cfg, ts_ms, iv), d));
                 }
             }
             for &len in &self.cfg.windows_ms {
-                let start = window_start(r.ts_ms, len);
+                let start = window_start(ts_ms, len);
                 if site.emitted.contains_key(&(len, start)) {
                     site.dirty.insert((len, start));
                     // Bay state / energy predecessor carry forward until the device's next reading.
@@ -265,9 +523,9 @@ impl WindowEngine {
                             .collect();
                         site.dirty.extend(later);
                     }
-                } else {
+                } else if site.pending.insert((len, start)) {
                     self.open
-                        .insert((to_u64(start + len + lat), site_id.clone(), len, start));
+                        .insert((to_u64(start + len + lat), r.site.to_string(), len, start));
                 }
             }
         }
@@ -276,10 +534,24 @@ impl WindowEngine {
     }
 
     fn flush_dirty(&mut self, out: &mut Vec<EngineOut>) {
-        for (site_id, site) in &mut self.sites {
+        for &s in &self.site_order {
+            let site_id = self.site_ids.resolve(s);
+            let site = &mut self.sites[s as usize];
+            if site.dirty.is_empty() {
+                continue;
+            }
             let dirty = std::mem::take(&mut site.dirty);
             for (len, start) in dirty {
-                let rows = compute(&self.cfg, &self.info, site_id, site, len, start);
+                let rows = compute(
+                    &self.cfg,
+                    &self.info,
+                    site_id,
+                    site,
+                    &self.devs,
+                    &self.dev_ids,
+                    len,
+                    start,
+                );
                 let prev = site.emitted.entry((len, start)).or_default();
                 let mut changed = Vec::new();
                 for (id, count, metrics) in rows {
@@ -308,40 +580,56 @@ impl WindowEngine {
             let d = if finishing {
                 None
             } else {
-                self.deadlines.first().filter(|d| d.0 <= t).cloned()
+                self.deadlines.first().filter(|d| d.0 <= t).copied()
             };
             match (w, d) {
-                (Some(w), Some(d)) if d.0 < w.0 => self.fire_deadline(d, out),
+                (Some(w), Some(d)) if d.0 < w.0 => self.fire_deadlines(d.0, out),
                 (Some(w), _) => {
                     self.open.remove(&w);
                     self.close_window(&w.1, w.2, w.3, out);
                 }
-                (None, Some(d)) => self.fire_deadline(d, out),
+                (None, Some(d)) => self.fire_deadlines(d.0, out),
                 (None, None) => break,
             }
         }
     }
 
-    fn fire_deadline(&mut self, d: (u64, String, String), out: &mut Vec<EngineOut>) {
-        self.deadlines.remove(&d);
-        let (at, site_id, dev_id) = d;
-        let Some(site) = self.sites.get_mut(&site_id) else {
-            return;
-        };
-        let Some(dev) = site.devs.get_mut(&dev_id) else {
-            return;
-        };
-        dev.offline_at = None;
-        if dev.offline_raised {
+    /// Fires every deadline due at `at`, in (site, device) id order.
+    fn fire_deadlines(&mut self, at: u64, out: &mut Vec<EngineOut>) {
+        let mut due: Vec<u32> = Vec::new();
+        while let Some(&(a, d)) = self.deadlines.first() {
+            if a != at {
+                break;
+            }
+            self.deadlines.pop_first();
+            due.push(d);
+        }
+        let ids = &self.dev_ids;
+        due.sort_by(|a, b| ids.resolve(*a).cmp(ids.resolve(*b)));
+        for d in due {
+            self.fire_deadline(at, d, out);
+        }
+    }
+
+    fn fire_deadline(&mut self, at: u64, d: u32, out: &mut Vec<EngineOut>) {
+        let dev = &mut self.devs[d as usize];
+        dev.set(OFFLINE_PENDING, false);
+        if dev.flag(OFFLINE_RAISED) {
             return;
         }
-        dev.offline_raised = true;
-        let last = dev.last_seen.unwrap_or(0);
+        dev.set(OFFLINE_RAISED, true);
+        let last = if dev.last_seen == i64::MIN {
+            0
+        } else {
+            dev.last_seen
+        };
+        let site = &self.sites[dev.site as usize];
+        let dev_id = self.dev_name(d);
         out.push(EngineOut::Alert(Alert {
             alert: "device_offline".into(),
             state: AlertState::Raised,
             district: site.district.clone(),
-            site: dev_id.clone(),
+            site: dev_id.to_string(),
             ts_ms: i64::try_from(at).unwrap_or(i64::MAX),
             value: (i64::try_from(at).unwrap_or(i64::MAX) - last) as f64 / 60_000.0,
             message: format!(
@@ -352,10 +640,21 @@ impl WindowEngine {
     }
 
     fn close_window(&mut self, site_id: &str, len: i64, start: i64, out: &mut Vec<EngineOut>) {
-        let Some(site) = self.sites.get_mut(site_id) else {
+        let Some(s) = self.site_ids.get(&[site_id]) else {
             return;
         };
-        let rows = compute(&self.cfg, &self.info, site_id, site, len, start);
+        let site = &mut self.sites[s as usize];
+        site.pending.remove(&(len, start));
+        let rows = compute(
+            &self.cfg,
+            &self.info,
+            site_id,
+            site,
+            &self.devs,
+            &self.dev_ids,
+            len,
+            start,
+        );
         let mut emitted = BTreeMap::new();
         let mut site_metrics = Metrics::new();
         for (id, count, metrics) in rows {
@@ -373,6 +672,9 @@ impl WindowEngine {
                 &self.cfg,
                 site_id,
                 site,
+                &mut self.devs,
+                &self.dev_ids,
+                &self.battery,
                 start,
                 start + len,
                 &site_metrics,
@@ -389,15 +691,10 @@ impl WindowEngine {
         }
         self.last_evict = t;
         let cut = t.saturating_sub(self.cfg.retention_ms());
-        for site in self.sites.values_mut() {
-            for dev in site.devs.values_mut() {
-                while dev.hist.0.front().is_some_and(|e| e.0.0 < cut) {
-                    dev.base = dev.hist.0.pop_front();
-                }
-                if dev.hist.0.capacity() > 2 * dev.hist.0.len() + 4 {
-                    dev.hist.0.shrink_to_fit();
-                }
-            }
+        for dev in &mut self.devs {
+            dev.evict(cut);
+        }
+        for site in &mut self.sites {
             site.emitted.retain(|(_, s), _| *s >= cut);
         }
     }
@@ -440,15 +737,19 @@ fn row(
 }
 
 /// Rows of one window: the site row (id `""`) and, for grid, one row per device with readings in it.
+#[allow(clippy::too_many_arguments)]
 fn compute(
     cfg: &WindowConfig,
     info: &SiteInfo,
     site_id: &str,
     site: &Site,
+    devs: &[Dev],
+    ids: &Interner,
     len: i64,
     s: i64,
 ) -> Vec<(String, u64, Metrics)> {
     let e = s + len;
+    let site_devs = || site.devs.iter().map(|d| &devs[*d as usize]);
     match site.kind {
         DeviceKind::Parking => {
             let cap = info
@@ -456,19 +757,21 @@ fn compute(
                 .get(site_id)
                 .map(|c| f64::from(*c))
                 .unwrap_or_else(|| site.devs.len().max(1) as f64);
-            let (count, m) = parking_metrics(site.devs.iter(), cap, s, e, cfg.full_ratio);
+            let (count, m) = parking_metrics(site_devs(), cap, s, e, cfg.full_ratio);
             vec![(SITE_ROW.to_string(), count, m)]
         }
         DeviceKind::Grid => {
             let nominal = info.feeder_nominal_v.get(site_id).copied().unwrap_or(230.0);
             let band = cfg.voltage_band_ratio;
             let mut rows = Vec::new();
-            let (count, m) = grid_metrics(site.devs.values(), nominal, band, s, e);
+            let (count, m) = grid_metrics(site_devs(), nominal, band, s, e);
             rows.push((SITE_ROW.to_string(), count, m));
-            for (id, d) in &site.devs {
-                if d.hist.range((s, 0, 0)..(e, 0, 0)).next().is_some() {
+            for &di in &site.devs {
+                let d = &devs[di as usize];
+                if d.range((s, 0, 0)..(e, 0, 0)).next().is_some() {
                     let (c, m) = grid_metrics(std::iter::once(d), nominal, band, s, e);
-                    rows.push((id.clone(), c, m));
+                    let id = ids.resolve(di);
+                    rows.push((id.split_once('\0').map_or(id, |x| x.1).to_string(), c, m));
                 }
             }
             rows
@@ -476,16 +779,13 @@ fn compute(
     }
 }
 
-fn before(d: &Dev, k: Key) -> Option<(&Key, &Measurement)> {
-    d.hist
-        .range(..k)
-        .next_back()
-        .or(d.base.as_ref().map(|(k, m)| (k, m)))
+fn before(d: &Dev, k: Key) -> Option<&Entry> {
+    d.range(..k).next_back().or(d.base())
 }
 
 /// Parking window metrics over bays; see the module notes. Returns (readings in window, metrics).
 fn parking_metrics<'a>(
-    devs: impl Iterator<Item = (&'a String, &'a Dev)>,
+    devs: impl Iterator<Item = &'a Dev>,
     cap: f64,
     s: i64,
     e: i64,
@@ -495,29 +795,26 @@ fn parking_metrics<'a>(
     let mut points: Vec<(Key, usize, bool)> = Vec::new();
     let mut state: Vec<bool> = Vec::new();
     let (mut arrivals, mut departures, mut dwell_sum, mut dwell_n) = (0u64, 0u64, 0f64, 0u64);
-    for (i, (_, d)) in devs.enumerate() {
+    for (i, d) in devs.enumerate() {
         let st = before(d, (s, 0, 0))
             .and_then(|(_, m)| occupied(m))
             .unwrap_or(false);
         state.push(st);
         cur += i64::from(st);
-        for (k, m) in d.hist.range((s, 0, 0)..(e, 0, 0)) {
+        for (k, m) in d.range((s, 0, 0)..(e, 0, 0)) {
             if let Some(o) = occupied(m) {
                 points.push((*k, i, o));
             }
-            if let Measurement::ParkingChange(c) = m {
-                if c.occupied {
+            if let Val::Change(c) = m {
+                if *c {
                     arrivals += 1;
                 } else {
                     departures += 1;
                     let prev_change = d
-                        .hist
                         .range(..*k)
                         .rev()
-                        .find(|(_, m)| matches!(m, Measurement::ParkingChange(_)));
-                    if let Some((pk, Measurement::ParkingChange(p))) = prev_change
-                        && p.occupied
-                    {
+                        .find(|(_, m)| matches!(m, Val::Change(_)));
+                    if let Some((pk, Val::Change(true))) = prev_change {
                         dwell_sum += (k.0 - pk.0) as f64 / 1000.0;
                         dwell_n += 1;
                     }
@@ -578,10 +875,10 @@ fn grid_metrics<'a>(
     for d in devs {
         let mut first: Option<f64> = None;
         let mut last: Option<f64> = None;
-        for (_, m) in d.hist.range((s, 0, 0)..(e, 0, 0)) {
+        for (_, m) in d.range((s, 0, 0)..(e, 0, 0)) {
             count += 1;
             match m {
-                Measurement::GridSummary(g) => {
+                Val::Summary(g) => {
                     n += 1;
                     vmin = vmin.min(f64::from(g.v_min_v));
                     vmax = vmax.max(f64::from(g.v_max_v));
@@ -600,7 +897,7 @@ fn grid_metrics<'a>(
                     first.get_or_insert(g.energy_kwh);
                     last = Some(g.energy_kwh);
                 }
-                Measurement::GridEvent(ev) => match ev.event {
+                Val::Event(ev) => match ev {
                     PqEventKind::Sag => sags += 1,
                     PqEventKind::Swell => swells += 1,
                     PqEventKind::Interruption => intr += 1,
@@ -610,12 +907,11 @@ fn grid_metrics<'a>(
         }
         if let (Some(f), Some(l)) = (first, last) {
             let prev = d
-                .hist
                 .range(..(s, 0, 0))
                 .rev()
-                .chain(d.base.iter().map(|(k, m)| (k, m)))
+                .chain(d.base())
                 .find_map(|(_, m)| match m {
-                    Measurement::GridSummary(g) => Some(g.energy_kwh),
+                    Val::Summary(g) => Some(g.energy_kwh),
                     _ => None,
                 })
                 .unwrap_or(f);
@@ -665,10 +961,14 @@ fn alert(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn site_alerts(
     cfg: &WindowConfig,
     site_id: &str,
     site: &mut Site,
+    devs: &mut [Dev],
+    ids: &Interner,
+    battery: &HashMap<u32, Battery>,
     s: i64,
     e: i64,
     m: &Metrics,
@@ -708,15 +1008,22 @@ fn site_alerts(
             }
             // Battery per device, from its newest heartbeat.
             let mut batt = Vec::new();
-            for (id, d) in &mut site.devs {
-                let Some((_, pct)) = d.battery else { continue };
-                let pct = f64::from(pct);
-                if !d.battery_raised && pct < cfg.battery_low_pct {
-                    d.battery_raised = true;
-                    batt.push((id.clone(), AlertState::Raised, pct));
-                } else if d.battery_raised && pct > cfg.battery_clear_pct {
-                    d.battery_raised = false;
-                    batt.push((id.clone(), AlertState::Cleared, pct));
+            for &di in &site.devs {
+                let Some((_, pct)) = battery.get(&di) else {
+                    continue;
+                };
+                let d = &mut devs[di as usize];
+                let pct = f64::from(*pct);
+                let id = || {
+                    let id = ids.resolve(di);
+                    id.split_once('\0').map_or(id, |x| x.1).to_string()
+                };
+                if !d.flag(BATTERY_RAISED) && pct < cfg.battery_low_pct {
+                    d.set(BATTERY_RAISED, true);
+                    batt.push((id(), AlertState::Raised, pct));
+                } else if d.flag(BATTERY_RAISED) && pct > cfg.battery_clear_pct {
+                    d.set(BATTERY_RAISED, false);
+                    batt.push((id(), AlertState::Cleared, pct));
                 }
             }
             for (id, st, pct) in batt {

@@ -138,3 +138,11 @@ fn dwell_and_lot_full_alert_raise_and_clear() {
         ]
     );
 }
+
+/// The per-device layout the state figures rely on (see the module notes).
+#[test]
+fn compact_state_sizes() {
+    assert_eq!(std::mem::size_of::<Entry>(), 32);
+    assert_eq!(std::mem::size_of::<Hist>(), 32);
+    assert_eq!(std::mem::size_of::<Dev>(), 48);
+}
