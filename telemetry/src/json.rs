@@ -182,38 +182,29 @@ fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded,
 /// serde_json parsing and casts), so the result is identical either way.
 fn decode_fast(bytes: &[u8], limits: &Limits, now_ms: i64) -> Option<Decoded> {
     let wire: FastWire = serde_json::from_slice(bytes).ok()?;
+    let mut readings = wire.readings.0;
     if wire.v != u64::from(crate::PROTOCOL_VERSION)
-        || wire.readings.is_empty()
-        || wire.readings.len() > limits.max_readings_per_batch
+        || readings.is_empty()
+        || readings.len() > limits.max_readings_per_batch
     {
         return None;
     }
-    let mut out = Decoded {
-        readings: Vec::with_capacity(wire.readings.len()),
-        rejected: Vec::new(),
-    };
-    for (i, f) in wire.readings.into_iter().enumerate() {
-        let r = Reading {
-            device: f.device,
-            site: f.site,
-            district: f.district,
-            boot: f.boot,
-            seq: f.seq,
-            ts_ms: f.ts_ms,
-            time_source: f.time_source,
-            replayed: f.replayed,
-            data: f.data.0,
-        };
-        match check_reading(&r, now_ms, limits) {
-            Ok(()) => out.readings.push(r),
+    let mut rejected = Vec::new();
+    let mut i = 0;
+    readings.retain(|r| {
+        let index = i;
+        i += 1;
+        match check_reading(r, now_ms, limits) {
+            Ok(()) => true,
             Err(e) => {
                 let mut rej = Rejection::whole(e.reason, e.field);
-                rej.index = Some(i);
-                out.rejected.push(rej);
+                rej.index = Some(index);
+                rejected.push(rej);
+                false
             }
         }
-    }
-    Some(out)
+    });
+    Some(Decoded { readings, rejected })
 }
 
 /// Fast-path envelope (see [`decode_fast`]).
@@ -221,7 +212,44 @@ fn decode_fast(bytes: &[u8], limits: &Limits, now_ms: i64) -> Option<Decoded> {
 #[serde(deny_unknown_fields)]
 struct FastWire {
     v: u64,
-    readings: Vec<FastReading>,
+    readings: FastReadings,
+}
+
+/// The readings array, each element converted to a [`Reading`] as it is parsed (no intermediate
+/// vector; room for a typical batch reserved up front, as serde_json gives no length hint).
+struct FastReadings(Vec<Reading>);
+
+impl<'de> Deserialize<'de> for FastReadings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FastReadings;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an array of readings")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FastReadings, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(64));
+                while let Some(f) = seq.next_element::<FastReading>()? {
+                    v.push(Reading {
+                        device: f.device,
+                        site: f.site,
+                        district: f.district,
+                        boot: f.boot,
+                        seq: f.seq,
+                        ts_ms: f.ts_ms,
+                        time_source: f.time_source,
+                        replayed: f.replayed,
+                        data: f.data.0,
+                    });
+                }
+                Ok(FastReadings(v))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Fast-path mirror of [`Reading`]: the same fields, defaults and strictness.
