@@ -344,6 +344,7 @@ async fn connection_task(
 ) {
     // rumqttc's retransmission queue, kept across a reconnect (see module docs).
     let mut saved: VecDeque<Request> = VecDeque::new();
+    let mut disconnecting = false;
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => break,
@@ -386,9 +387,12 @@ async fn connection_task(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 tracing::info!("mqtt disconnect sent");
                 // Let the loop flush the packet; the pump stops us shortly.
+                disconnecting = true;
                 continue;
             }
             Ok(_) => continue,
+            // The broker closing the link after our own DISCONNECT: the end, not an error.
+            Err(_) if disconnecting => break,
             Err(e) => {
                 Counters::add(&counters.reconnects, 1);
                 saved.extend(el.pending.drain(..));

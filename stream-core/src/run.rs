@@ -964,6 +964,7 @@ fn publish_wm(shared: &AtomicU64, w: i64) {
 /// Keeps the output connection (aggregates and alerts) polled, reconnecting with backoff.
 async fn output_connection(mut eventloop: rumqttc::EventLoop, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
+    let mut disconnecting = false;
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => return,
@@ -971,7 +972,10 @@ async fn output_connection(mut eventloop: rumqttc::EventLoop, stop: Cancellation
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
+            // Our own DISCONNECT at shutdown: the broker closing the link next is expected.
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => disconnecting = true,
             Ok(_) => {}
+            Err(_) if disconnecting => return,
             Err(e) => {
                 tracing::warn!(error = %e, "mqtt output connection error, reconnecting");
                 tokio::select! {
