@@ -48,7 +48,36 @@ struct Stats {
 }
 
 type QKey = (String, String, i64);
-type Apply = Box<dyn Fn(&mut Stats)>;
+
+/// What one input adds to its window's stats.
+enum Apply {
+    Accepted {
+        lag_ms: i64,
+        periodic: bool,
+        consistent: bool,
+    },
+    Duplicate,
+    Rejected,
+}
+
+impl Apply {
+    fn to(&self, st: &mut Stats) {
+        match *self {
+            Apply::Accepted {
+                lag_ms,
+                periodic,
+                consistent,
+            } => {
+                st.received += 1;
+                st.periodic += u64::from(periodic);
+                st.inconsistent += u64::from(!consistent);
+                st.lags.push(lag_ms);
+            }
+            Apply::Duplicate => st.duplicates += 1,
+            Apply::Rejected => st.rejected += 1,
+        }
+    }
+}
 
 /// Quality state of one worker.
 #[derive(Debug)]
@@ -142,12 +171,11 @@ impl QualityCore {
                             s.source.to_string(),
                             window_start(s.ts_ms, qw),
                         ),
-                        Box::new(move |st: &mut Stats| {
-                            st.received += 1;
-                            st.periodic += u64::from(periodic);
-                            st.inconsistent += u64::from(!consistent);
-                            st.lags.push(lag_ms);
-                        }),
+                        Apply::Accepted {
+                            lag_ms,
+                            periodic,
+                            consistent,
+                        },
                     ),
                     SeenOutcome::Duplicate => (
                         (
@@ -155,7 +183,7 @@ impl QualityCore {
                             s.source.to_string(),
                             window_start(s.ts_ms, qw),
                         ),
-                        Box::new(|st: &mut Stats| st.duplicates += 1),
+                        Apply::Duplicate,
                     ),
                     SeenOutcome::TooLate => (
                         (
@@ -163,24 +191,23 @@ impl QualityCore {
                             s.source.to_string(),
                             window_start(ti, qw),
                         ),
-                        Box::new(|st: &mut Stats| st.rejected += 1),
+                        Apply::Rejected,
                     ),
                 },
-                QualityIn::Rejected { source, dataset } => (
-                    (dataset, source, window_start(ti, qw)),
-                    Box::new(|st: &mut Stats| st.rejected += 1),
-                ),
+                QualityIn::Rejected { source, dataset } => {
+                    ((dataset, source, window_start(ti, qw)), Apply::Rejected)
+                }
             };
             // A key is in `open` from its first input until its window closes, then in `closed`.
             if let Some(st) = self.stats.get_mut(&k) {
-                apply(st);
+                apply.to(st);
                 if self.closed.contains(&k) {
                     touched.insert(k);
                 }
                 continue;
             }
             let mut st = Stats::default();
-            apply(&mut st);
+            apply.to(&mut st);
             self.stats.insert(k.clone(), st);
             if self.closed.contains(&k) {
                 touched.insert(k);
