@@ -83,7 +83,6 @@ enum Hist {
     Many(Box<VecDeque<Entry>>),
 }
 
-
 impl Hist {
     fn len(&self) -> usize {
         match self {
@@ -109,19 +108,44 @@ impl Hist {
         }
     }
 
-    /// First index `>= from` whose entry fails `pred` (entries from `from` on are sorted).
+    /// First index `>= from` whose entry fails `pred` (entries from `from` on are sorted, `pred`
+    /// true on a prefix). Searches from the back, widening the step (most lookups are for recent
+    /// windows, near the end of a long history), then binary search inside the last step.
     fn partition_point(&self, from: usize, pred: impl Fn(&Key) -> bool) -> usize {
-        let (a, b) = self.slices();
-        if from < a.len() {
-            let i = from + a[from..].partition_point(|e| pred(&e.0));
-            if i < a.len() {
-                return i;
-            }
-            a.len() + b.partition_point(|e| pred(&e.0))
-        } else {
-            let j = from - a.len();
-            from + b[j.min(b.len())..].partition_point(|e| pred(&e.0))
+        let n = self.len();
+        let at = |i: usize| self.get(i).is_some_and(|e| pred(&e.0));
+        if from >= n || at(n - 1) {
+            return n.max(from);
         }
+        // Invariant: entry `hi` fails; find `lo` with entry `lo` passing (or `lo` = `from`).
+        let (mut hi, mut step) = (n - 1, 1usize);
+        let mut lo = loop {
+            match hi.checked_sub(step) {
+                Some(i) if i > from => {
+                    if at(i) {
+                        break i + 1;
+                    }
+                    hi = i;
+                    step *= 2;
+                }
+                _ => {
+                    if at(from) {
+                        break from + 1;
+                    }
+                    return from;
+                }
+            }
+        };
+        // Entries before `lo` pass; entry `hi` fails; answer in `lo..=hi`.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if at(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     fn iter_range(&self, lo: usize, hi: usize) -> impl DoubleEndedIterator<Item = &Entry> {

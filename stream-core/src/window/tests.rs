@@ -146,3 +146,27 @@ fn compact_state_sizes() {
     assert_eq!(std::mem::size_of::<Hist>(), 32);
     assert_eq!(std::mem::size_of::<Dev>(), 48);
 }
+
+/// The galloping search agrees with a plain partition point for every start, bound and length.
+#[test]
+fn hist_partition_point_matches_plain_search() {
+    for n in 0..40i64 {
+        let mut h = Hist::default();
+        for i in 0..n {
+            h.insert_at(h.len(), ((i * 10, 0, 0), Val::Change(true)));
+        }
+        let keys: Vec<Key> = (0..n).map(|i| (i * 10, 0, 0)).collect();
+        for from in 0..=(n as usize + 1) {
+            for b in -5..(n * 10 + 5) {
+                let k = (b, 0, 0);
+                let got = h.partition_point(from, |x| *x < k);
+                let want = if from >= keys.len() {
+                    keys.len().max(from)
+                } else {
+                    from + keys[from..].partition_point(|x| *x < k)
+                };
+                assert_eq!(got, want, "n {n} from {from} bound {b}");
+            }
+        }
+    }
+}
