@@ -8,9 +8,9 @@
 //! (same key, upserted) when later inputs change it within the retention period.
 
 use crate::dedup::{Seen, SeenOutcome};
-use crate::model::{SiteInfo, WindowConfig, window_start};
+use crate::model::{Interner, SiteInfo, WindowConfig, window_start};
 use crate::store::QualityRow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Input of the quality core.
@@ -48,6 +48,8 @@ struct Stats {
 }
 
 type QKey = (String, String, i64);
+/// Interned `(dataset, source)` and window start.
+type IKey = (u32, i64);
 
 /// What one input adds to its window's stats.
 enum Apply {
@@ -81,12 +83,19 @@ impl Apply {
 
 /// Quality state of one worker.
 #[derive(Debug)]
+///
+/// Keys are interned `(dataset, source)` pairs with the window start, in hash maps (one hash lookup
+/// per input, no allocation); only a window's first input adds it to the ordered `open` set, which
+/// keeps the emission order of the earlier `BTreeMap<(String, String, i64), _>` layout.
 pub struct QualityCore {
     cfg: WindowConfig,
     info: Arc<SiteInfo>,
-    stats: BTreeMap<QKey, Stats>,
+    ids: Interner,
+    stats: HashMap<IKey, Stats>,
+    /// (close time, dataset, source, start) of windows not yet closed.
     open: BTreeSet<(u64, QKey)>,
-    closed: BTreeSet<QKey>,
+    closed: HashSet<IKey>,
+    last_evict: i64,
 }
 
 fn pct(sorted: &[i64], p: f64) -> f64 {
@@ -104,9 +113,11 @@ impl QualityCore {
         QualityCore {
             cfg,
             info,
-            stats: BTreeMap::new(),
+            ids: Interner::default(),
+            stats: HashMap::new(),
             open: BTreeSet::new(),
-            closed: BTreeSet::new(),
+            closed: HashSet::new(),
+            last_evict: i64::MIN,
         }
     }
 
@@ -153,80 +164,86 @@ impl QualityCore {
         }
     }
 
+    /// The string key of an interned key.
+    fn qkey(&self, k: IKey) -> QKey {
+        let (d, src) = self.ids.resolve(k.0).split_once('\0').unwrap_or_default();
+        (d.to_string(), src.to_string(), k.1)
+    }
+
     /// Adds inputs at watermark time `t`; rows of already closed windows that changed go to `out`.
     pub fn ingest(&mut self, t: u64, batch: Vec<QualityIn>, out: &mut Vec<QualityRow>) {
         let ti = i64::try_from(t).unwrap_or(i64::MAX);
         let qw = self.cfg.quality_window_ms;
-        let mut touched = BTreeSet::new();
+        let mut touched = Vec::new();
         for q in batch {
-            let (k, apply): (QKey, Apply) = match q {
-                QualityIn::Seen(s) => match s.outcome {
-                    SeenOutcome::Accepted {
-                        lag_ms,
-                        periodic,
-                        consistent,
-                    } => (
-                        (
-                            s.dataset.as_str().into(),
-                            s.source.to_string(),
-                            window_start(s.ts_ms, qw),
-                        ),
-                        Apply::Accepted {
+            let (dataset, source, start, apply): (&str, &str, i64, Apply) = match &q {
+                QualityIn::Seen(s) => {
+                    let d = s.dataset.as_str();
+                    let src = s.source.as_str();
+                    match s.outcome {
+                        SeenOutcome::Accepted {
                             lag_ms,
                             periodic,
                             consistent,
-                        },
-                    ),
-                    SeenOutcome::Duplicate => (
-                        (
-                            s.dataset.as_str().into(),
-                            s.source.to_string(),
+                        } => (
+                            d,
+                            src,
                             window_start(s.ts_ms, qw),
+                            Apply::Accepted {
+                                lag_ms,
+                                periodic,
+                                consistent,
+                            },
                         ),
-                        Apply::Duplicate,
-                    ),
-                    SeenOutcome::TooLate => (
-                        (
-                            s.dataset.as_str().into(),
-                            s.source.to_string(),
-                            window_start(ti, qw),
-                        ),
-                        Apply::Rejected,
-                    ),
-                },
+                        SeenOutcome::Duplicate => {
+                            (d, src, window_start(s.ts_ms, qw), Apply::Duplicate)
+                        }
+                        SeenOutcome::TooLate => (d, src, window_start(ti, qw), Apply::Rejected),
+                    }
+                }
                 QualityIn::Rejected { source, dataset } => {
-                    ((dataset, source, window_start(ti, qw)), Apply::Rejected)
+                    (dataset, source, window_start(ti, qw), Apply::Rejected)
                 }
             };
+            let id = self.ids.intern(&[dataset, source]);
+            let k = (id, start);
             // A key is in `open` from its first input until its window closes, then in `closed`.
             if let Some(st) = self.stats.get_mut(&k) {
                 apply.to(st);
                 if self.closed.contains(&k) {
-                    touched.insert(k);
+                    touched.push(k);
                 }
                 continue;
             }
             let mut st = Stats::default();
             apply.to(&mut st);
-            self.stats.insert(k.clone(), st);
+            self.stats.insert(k, st);
             if self.closed.contains(&k) {
-                touched.insert(k);
+                touched.push(k);
             } else {
                 let close =
-                    u64::try_from((k.2 + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
-                self.open.insert((close, k));
+                    u64::try_from((start + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
+                self.open
+                    .insert((close, (dataset.into(), source.into(), start)));
             }
         }
-        for k in touched {
+        // Changed closed windows, once each, in key order.
+        let mut touched: Vec<(QKey, IKey)> =
+            touched.into_iter().map(|k| (self.qkey(k), k)).collect();
+        touched.sort();
+        touched.dedup();
+        for (qk, k) in touched {
             if let Some(s) = self.stats.get(&k) {
-                out.push(self.row(&k, s));
+                out.push(self.row(&qk, s));
             }
         }
-        // Forget windows beyond the retention period.
-        let cut = ti.saturating_sub(self.cfg.retention_ms());
-        if self.stats.first_key_value().is_some_and(|(k, _)| k.2 < cut) {
-            self.stats.retain(|k, _| k.2 >= cut);
-            self.closed.retain(|k| k.2 >= cut);
+        // Forget windows beyond the retention period (no input can reach them any more: dedup
+        // refuses readings older than the horizon, so this only frees memory).
+        if self.last_evict == i64::MIN || ti - self.last_evict >= qw {
+            self.last_evict = ti;
+            let cut = ti.saturating_sub(self.cfg.retention_ms());
+            self.stats.retain(|k, _| k.1 >= cut);
+            self.closed.retain(|k| k.1 >= cut);
         }
     }
 
@@ -234,10 +251,15 @@ impl QualityCore {
     pub fn close_until(&mut self, t: u64, out: &mut Vec<QualityRow>) {
         while let Some(o) = self.open.first().filter(|o| o.0 <= t).cloned() {
             self.open.remove(&o);
-            if let Some(s) = self.stats.get(&o.1) {
+            let (d, src, start) = &o.1;
+            let Some(id) = self.ids.get(&[d, src]) else {
+                continue;
+            };
+            let k = (id, *start);
+            if let Some(s) = self.stats.get(&k) {
                 out.push(self.row(&o.1, s));
             }
-            self.closed.insert(o.1);
+            self.closed.insert(k);
         }
     }
 }
