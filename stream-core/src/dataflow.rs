@@ -66,13 +66,15 @@ where
 {
     stream.unary_frontier(pact, name, move |cap, _info| {
         let mut held = Some(cap);
-        let mut stash: BTreeMap<u64, Vec<C::In>> = BTreeMap::new();
+        // Received containers by time, moved in as they are (no copy, no regrowth of one big
+        // vector); joined once, at their exact total size, when the time is processed.
+        let mut stash: BTreeMap<u64, Vec<Vec<C::In>>> = BTreeMap::new();
         let mut out = Vec::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 // Messages under no capability carry no progress claim; none are sent here.
                 if let Some(t) = cap.least() {
-                    stash.entry(*t).or_default().append(data);
+                    stash.entry(*t).or_default().push(std::mem::take(data));
                 }
             });
             let f = frontier.frontier().first().copied();
@@ -94,7 +96,16 @@ where
                 let x = next.max(*cap.time());
                 core.close_until(x, finishing, &mut out);
                 if ns == Some(next) {
-                    let batch = stash.remove(&next).unwrap_or_default();
+                    let mut parts = stash.remove(&next).unwrap_or_default();
+                    let batch = if parts.len() == 1 {
+                        parts.pop().unwrap_or_default()
+                    } else {
+                        let mut b = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+                        for mut p in parts {
+                            b.append(&mut p);
+                        }
+                        b
+                    };
                     core.ingest(x, batch, &mut out);
                     core.close_until(x, finishing, &mut out);
                 }
