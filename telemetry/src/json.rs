@@ -358,17 +358,26 @@ pub fn decode_reading(json: &str, limits: &Limits, now_ms: i64) -> Result<Readin
 /// One pass over the bytes: nesting depth, first significant byte, and bare non-finite tokens.
 fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
     let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
     let mut first = None;
-    for &b in bytes {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if b == b'"' && first.is_some() {
+            // Skip the string: jump to its closing quote; an escape hides the byte after it.
+            loop {
+                match bytes[i.min(bytes.len())..]
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\')
+                {
+                    None => i = bytes.len(),
+                    Some(p) if bytes[i + p] == b'\\' => {
+                        i += p + 2;
+                        continue;
+                    }
+                    Some(p) => i += p + 1,
+                }
+                break;
             }
             continue;
         }
@@ -393,7 +402,6 @@ fn scan(bytes: &[u8], max_depth: usize) -> Result<(), Rejection> {
             }
         }
         match b {
-            b'"' => in_str = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max_depth {
@@ -466,6 +474,81 @@ fn classify(e: &serde_json::Error, index: Option<usize>) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time scanner [`scan`] replaced (kept as its reference).
+    fn scan_ref(bytes: &[u8], max_depth: usize) -> Result<(), RejectReason> {
+        let mut depth = 0usize;
+        let mut in_str = false;
+        let mut escaped = false;
+        let mut first = None;
+        for &b in bytes {
+            if in_str {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            if first.is_none() && !b.is_ascii_whitespace() {
+                first = Some(b);
+                if b != b'{' {
+                    if b == b'N' || b == b'I' {
+                        return Err(RejectReason::NonFinite);
+                    }
+                    if b == b'-' {
+                        continue;
+                    }
+                    return Err(RejectReason::NotObject);
+                }
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(RejectReason::TooDeep);
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'N' | b'I' => return Err(RejectReason::NonFinite),
+                _ => {}
+            }
+        }
+        if first != Some(b'{') {
+            return Err(RejectReason::NotObject);
+        }
+        Ok(())
+    }
+
+    /// [`scan`] gives the reference's answer on random inputs over the bytes that matter.
+    #[test]
+    fn scan_matches_reference() {
+        let alphabet = b"{}[]\"\\NI- a1:,";
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let mut x = state;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.rotate_left(5).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    alphabet[(x >> 59) as usize % alphabet.len()]
+                })
+                .collect();
+            let got = scan(&bytes, 3).map_err(|r| r.reason);
+            assert_eq!(
+                got,
+                scan_ref(&bytes, 3),
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
 
     /// The fast path, where it answers, gives exactly the general path's result; and it declines
     /// every shape it does not handle.
