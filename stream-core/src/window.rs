@@ -61,11 +61,11 @@ enum Val {
 }
 
 impl Val {
-    fn new(m: Measurement) -> Val {
+    fn new(m: &Measurement) -> Val {
         match m {
             Measurement::ParkingChange(c) => Val::Change(c.occupied),
             Measurement::ParkingHeartbeat(h) => Val::Beat(h.occupied),
-            Measurement::GridSummary(g) => Val::Summary(Box::new(g)),
+            Measurement::GridSummary(g) => Val::Summary(Box::new(*g)),
             Measurement::GridEvent(e) => Val::Event(e.event),
         }
     }
@@ -435,12 +435,9 @@ impl WindowEngine {
                 .cmp(&(y.device.as_str(), key(y)))
                 .then(a.cmp(b))
         });
-        let mut slots: Vec<Option<Reading>> = readings.into_iter().map(Some).collect();
         let lat = self.cfg.allowed_lateness_ms;
         for i in order {
-            let Some(r) = slots[i as usize].take() else {
-                continue;
-            };
+            let r = &readings[i as usize];
             let site_ix = match self.site_ids.get(&[r.site.as_str()]) {
                 Some(s) => s,
                 None => {
@@ -502,7 +499,7 @@ impl WindowEngine {
                     *b = (k, h.battery_pct);
                 }
             }
-            dev.insert(k, Val::new(r.data));
+            dev.insert(k, Val::new(&r.data));
             if dev.last_seen == i64::MIN || dev.last_seen < ts_ms {
                 let old_seen = dev.last_seen;
                 dev.last_seen = ts_ms;
