@@ -482,7 +482,7 @@ impl WindowEngine {
                 }
             };
             let dev = &mut self.devs[d as usize];
-            let k = key(&r);
+            let k = key(r);
             // The next reading that carries state forward (bay state, energy register).
             let next_of_dev =
                 if dev.len() == 0 || dev.hist.get(dev.hist.len() - 1).is_some_and(|b| b.0 < k) {
