@@ -223,22 +223,44 @@ fn core_killed_mid_window_restarts_with_the_same_aggregates() {
     let http = format!("http://{}", cfg.http_addr);
     let conf = dir.path().join("core.toml");
     std::fs::write(&conf, toml::to_string(&cfg).unwrap()).unwrap();
+    // The core's log, shown when a wait below times out.
+    let log = dir.path().join("core.log");
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_stream-core"))
             .arg("--config")
             .arg(&conf)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap()
+    };
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            if std::time::Instant::now() > deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                panic!(
+                    "timed out waiting for {what} ({} of {n} stored); core log, newest last:\n{}",
+                    stored_rows(&db),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
     let mut child = spawn();
     wait_ready(&http);
     let half = input.len() / 2;
     send_all(broker.port, "pub-crash", 0..half);
-    wait_until("half stored", Duration::from_secs(60), || {
-        stored_rows(&db) >= (half as u64) * 3 / 4
-    });
+    wait("half stored", &|| stored_rows(&db) >= (half as u64) * 3 / 4);
     child.kill().unwrap(); // SIGKILL: no drain, no flush
     child.wait().unwrap();
     let before_restart = stored_rows(&db);
@@ -246,9 +268,7 @@ fn core_killed_mid_window_restarts_with_the_same_aggregates() {
     // The rest arrives while the core is down (the broker queues it for the core's session).
     send_all(broker.port, "pub-crash", half..input.len());
     let child = spawn();
-    wait_until("all stored after restart", Duration::from_secs(60), || {
-        stored_rows(&db) == n
-    });
+    wait("all stored after restart", &|| stored_rows(&db) == n);
     wait_ready(&http);
     // Let the dataflow take the last readings, then stop gracefully (SIGINT → finite flush).
     std::thread::sleep(Duration::from_millis(1_000));

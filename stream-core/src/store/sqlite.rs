@@ -303,6 +303,13 @@ impl SqliteStore {
 /// IMMEDIATE` (the write lock, waiting up to the busy timeout) and re-reads `user_version` under it, so
 /// several processes opening the same new file at once (a cluster of cores) run every step once.
 fn migrate(c: &Connection) -> Result<(), StoreError> {
+    // Up to date (the common case): no write lock at all, so opening never waits on a busy writer.
+    let v: usize = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(map_err)?;
+    if v == MIGRATIONS.len() {
+        return Ok(());
+    }
     loop {
         let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
             .map_err(map_err)?;
