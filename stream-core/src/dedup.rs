@@ -64,7 +64,9 @@ pub struct DedupCore {
 }
 
 /// A run of accepted seqs of one boot: `first..=last`, with the newest event time among them.
+/// Packed to 4-byte alignment (20 bytes), so [`Runs`] is 24 bytes.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 struct Run {
     boot: u32,
     first: u32,
@@ -72,25 +74,22 @@ struct Run {
     newest_ts_ms: i64,
 }
 
-/// A device's runs: one inline (the common case: a device counting up without gaps), else a `Vec`
-/// (`Many(vec![])` = none).
-#[derive(Debug)]
+/// A device's runs: none, one inline (the common case: a device counting up without gaps), or a
+/// `Vec` behind one pointer.
+#[derive(Debug, Default)]
 enum Runs {
+    #[default]
+    None,
     One(Run),
-    Many(Vec<Run>),
-}
-
-impl Default for Runs {
-    fn default() -> Self {
-        Runs::Many(Vec::new())
-    }
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Run>>),
 }
 
 impl Runs {
     /// Inserts `(boot, seq)`; false when already present. Same answers and runs as [`insert_seq`].
     fn insert(&mut self, boot: u32, seq: u32, ts_ms: i64) -> bool {
         match self {
-            Runs::Many(v) if v.is_empty() => {
+            Runs::None => {
                 *self = Runs::One(Run {
                     boot,
                     first: seq,
@@ -114,7 +113,7 @@ impl Runs {
                 let mut v = Vec::with_capacity(2);
                 v.push(*r);
                 let new = insert_seq(&mut v, boot, seq, ts_ms);
-                *self = Runs::Many(v);
+                *self = Runs::Many(Box::new(v));
                 new
             }
             Runs::Many(v) => insert_seq(v, boot, seq, ts_ms),
@@ -125,18 +124,19 @@ impl Runs {
     fn evict(&mut self, cut: i64) -> usize {
         let held = |r: &Run| (r.last - r.first) as usize + 1;
         match self {
+            Runs::None => 0,
             Runs::One(r) if r.newest_ts_ms >= cut => held(r),
             Runs::One(_) => {
-                *self = Runs::default();
+                *self = Runs::None;
                 0
             }
             Runs::Many(v) => {
                 v.retain(|r| r.newest_ts_ms >= cut);
                 let n = v.iter().map(held).sum();
-                if v.len() == 1 {
-                    *self = Runs::One(v[0]);
-                } else {
-                    v.shrink_to_fit();
+                match v.len() {
+                    0 => *self = Runs::None,
+                    1 => *self = Runs::One(v[0]),
+                    _ => v.shrink_to_fit(),
                 }
                 n
             }
@@ -280,6 +280,11 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    #[test]
+    fn runs_are_24_bytes() {
+        assert_eq!(std::mem::size_of::<Runs>(), 24);
+    }
+
     /// Seq runs against a plain set of keys: same answers, runs stay sorted, disjoint, non-adjacent.
     #[test]
     fn runs_match_a_plain_set() {
@@ -324,7 +329,8 @@ mod tests {
         assert_eq!(held, set.len());
         let compact: Vec<(u32, u32, u32, i64)> = match &compact {
             Runs::One(r) => vec![*r],
-            Runs::Many(v) => v.clone(),
+            Runs::Many(v) => v.to_vec(),
+            Runs::None => Vec::new(),
         }
         .iter()
         .map(|r| (r.boot, r.first, r.last, r.newest_ts_ms))

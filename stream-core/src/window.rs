@@ -211,14 +211,17 @@ impl Hist {
     }
 }
 
-/// Per-device state (64 bytes).
+/// Per-device state (40 bytes).
+///
+/// The newest event time seen (`last_seen`) is not stored: it is the last entry's time (the base's
+/// when nothing newer is retained). Entries are evicted oldest first and no reading older than the
+/// eviction cut reaches the engine (dedup refuses readings older than the correction horizon, which
+/// is shorter than the retention), so the last entry always holds the newest time ever ingested.
 #[derive(Debug, Default)]
 struct Dev {
     /// Retained readings, sorted by key, no duplicate keys; entry 0 is the base state (the last
     /// evicted reading) when `BASE` is set.
     hist: Hist,
-    /// Newest event time ingested, `i64::MIN` = none.
-    last_seen: i64,
     /// Site index.
     site: u32,
     flags: u8,
@@ -239,7 +242,6 @@ impl Dev {
     fn new(site: u32) -> Dev {
         Dev {
             hist: Hist::default(),
-            last_seen: i64::MIN,
             site,
             flags: 0,
         }
@@ -259,6 +261,15 @@ impl Dev {
         } else {
             self.flags &= !f;
         }
+    }
+
+    /// The newest event time ingested (see the type's notes).
+    fn last_seen(&self) -> Option<i64> {
+        self.hist
+            .len()
+            .checked_sub(1)
+            .and_then(|i| self.hist.get(i))
+            .map(|e| e.0.0)
     }
 
     /// Retained readings (without the base).
@@ -499,10 +510,10 @@ impl WindowEngine {
                     *b = (k, h.battery_pct);
                 }
             }
+            let old_seen = dev.last_seen();
             dev.insert(k, Val::new(&r.data));
-            if dev.last_seen == i64::MIN || dev.last_seen < ts_ms {
-                let old_seen = dev.last_seen;
-                dev.last_seen = ts_ms;
+            if old_seen.is_none_or(|s| s < ts_ms) {
+                let old_seen = old_seen.unwrap_or(i64::MIN);
                 let dev_id = r.device.as_str();
                 if dev.flag(OFFLINE_RAISED) {
                     dev.set(OFFLINE_RAISED, false);
@@ -639,11 +650,7 @@ impl WindowEngine {
             return;
         }
         dev.set(OFFLINE_RAISED, true);
-        let last = if dev.last_seen == i64::MIN {
-            0
-        } else {
-            dev.last_seen
-        };
+        let last = dev.last_seen().unwrap_or(0);
         let site = &self.sites[dev.site as usize];
         let dev_id = self.dev_name(d);
         out.push(EngineOut::Alert(Alert {

@@ -413,8 +413,8 @@ fn state_per_device(devices: u32) -> (f64, usize) {
     // Fed in small chunks built on the fly, so no large input buffer is allocated or freed between
     // the two RSS samples (a freed large buffer would be returned to the OS and hide state bytes).
     let before = rss_bytes();
-    for lo in (0..devices).step_by(256) {
-        let batch: Vec<Routed> = (lo..devices.min(lo + 256))
+    for lo in (0..devices).step_by(64) {
+        let batch: Vec<Routed> = (lo..devices.min(lo + 64))
             .map(|d| Routed {
                 reading: reading(d, 0, T0 + i64::from(d % 60_000)),
                 ingest_ms: T0,

@@ -144,7 +144,7 @@ fn dwell_and_lot_full_alert_raise_and_clear() {
 fn compact_state_sizes() {
     assert_eq!(std::mem::size_of::<Entry>(), 32);
     assert_eq!(std::mem::size_of::<Hist>(), 32);
-    assert_eq!(std::mem::size_of::<Dev>(), 48);
+    assert_eq!(std::mem::size_of::<Dev>(), 40);
 }
 
 /// The galloping search agrees with a plain partition point for every start, bound and length.
