@@ -2,10 +2,13 @@
 //! every operator named.
 //!
 //! ```text
-//! input ─ Validate ─▶ Dedup (exchange by site) ─▶ AssignWindow ─▶ Aggregate ─┬▶ RollupDistrict (by district)
-//!       └ Rejects ───────────────────────┐      └▶ Observe ──────────────────┼▶ Quality (by source)
-//!                                        └──────────────────────────────────┘
+//! input ─ Validate ─▶ Dedup (exchange by site) ─▶ AssignWindow ─▶ Aggregate ─▶ SiteRows ─▶ output
+//!            │                                     │  │                          └▶ RollupDistrict (by district) ─▶ output
+//!            │ rejects                     outcomes │  └ dropped (duplicate, too_late) ─▶ output
+//!            └──────────────────────────────────────┴▶ Quality (by source) ─▶ output
 //! ```
+//! Validate, AssignWindow and SiteRows are splits: one operator with several outputs that moves each
+//! record to one of them (timely clones a whole batch for every extra reader of a stream).
 //!
 //! # Time and watermark
 //! Timestamps are watermark times in ms (u64). The feeder stamps each ingest batch (one group commit

@@ -8,10 +8,11 @@
 //! # State layout
 //! Not one entry per reading: per device, a sorted list of **seq runs** `(boot, first seq, last seq,
 //! newest event time in the run)`. A device that counts its seq up without gaps holds one run per
-//! boot (24 bytes) however many readings it sent; each gap (lost or not yet arrived readings) adds a
+//! boot (20 bytes, inline in the device's 24-byte slot) however many readings it sent; each gap (lost or not yet arrived readings) adds a
 //! run until the gap is filled (runs merge). Eviction drops a run once its newest event time is older
 //! than the retention cut — every key in it is then older than the cut, exactly as with per-key
-//! eviction, so outcomes are unchanged.
+//! eviction, so outcomes are unchanged. Device ids are interned ([`Interner`]); runs live in a flat
+//! `Vec` indexed by the interned id.
 
 use crate::model::{Interner, Routed, SiteInfo, is_periodic};
 use std::sync::Arc;

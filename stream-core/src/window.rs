@@ -22,12 +22,13 @@
 //!
 //! # State layout (bytes per device)
 //! Sites and `(site, device)` pairs are interned ([`Interner`]) to dense indices; per-device state is a
-//! 64-byte [`Dev`] in one flat `Vec`, and a site lists its devices as indices in id order. A history
+//! 40-byte `Dev` in one flat `Vec`, and a site lists its devices as indices in id order. A history
 //! entry is 32 bytes: the key and a compact value that keeps only what the windows use (bay state,
 //! the heartbeat/change distinction, the power-quality event kind; a grid summary boxed). A history
 //! of one entry is stored inline (no allocation), the base state is the history's first element
-//! (flagged), and the newest heartbeat's battery level sits in a side map only for devices that sent
-//! one. Iteration orders (sites, devices, closing windows, deadlines) are the id-string orders of the
+//! (flagged), the last-seen time is the last entry's, the offline deadline is recomputed from it,
+//! and the newest heartbeat's battery level sits in a side map only for devices that sent one.
+//! Iteration orders (sites, devices, closing windows, deadlines) are the id-string orders of the
 //! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged.
 
 use crate::model::{Interner, SiteInfo, WindowConfig, window_start};
