@@ -6,8 +6,8 @@
 //! - the **reader** polls the rumqttc event loop all the time (so keep-alive pings go out even while
 //!   storage is down), decodes and validates each message (sans-IO) and puts it into the **ingest
 //!   buffer**: a bounded queue of received-but-unacknowledged messages, capacity
-//!   [`CoreConfig::ingest_buffer_messages`] (default 1,000, the broker's in-flight window that
-//!   `citybrain broker-config` sets: `max_inflight_messages 1000`; the embedded rumqttd allows 1,000 too.
+//!   [`CoreConfig::ingest_buffer_messages`] (default 100; set it to the broker's in-flight window:
+//!   `citybrain broker-config` writes `max_inflight_messages 1000`, the embedded rumqttd allows 1,000.
 //!   Mosquitto's default window is 20, which caps every group commit at 20 messages). **Full policy:
 //!   block** — the reader stops taking events from the event loop until the writer frees a slot;
 //!   nothing is dropped.
@@ -106,7 +106,8 @@ pub struct CoreConfig {
     /// Received-but-unacknowledged messages held while they are written (full = stop reading from the
     /// event loop). A group commit covers at most this many messages, and the broker sends no more than
     /// its in-flight window before we acknowledge: keep the two equal (Mosquitto's
-    /// `max_inflight_messages`, default 20, set to 1,000 by `citybrain broker-config`). Default 1,000.
+    /// `max_inflight_messages`, default 20, set to 1,000 by `citybrain broker-config`; the benchmark
+    /// runs 1,000). Default 100.
     pub ingest_buffer_messages: usize,
     /// Longest wait between storage retries, ms (backoff doubles from 50 ms). Default 5,000.
     pub store_retry_max_ms: u64,
@@ -138,7 +139,7 @@ impl Default for CoreConfig {
             source_idle_ms: 900_000,
             channel_capacity: 1024,
             publish: true,
-            ingest_buffer_messages: 1_000,
+            ingest_buffer_messages: 100,
             store_retry_max_ms: 5_000,
             drain_deadline_ms: 5_000,
             replay_on_start: true,
