@@ -8,6 +8,12 @@
 //! Password hashes use Mosquitto's `$6$` format (mosquitto 2.0 `password_mosq.c`): SHA-512 over
 //! password ‖ salt, written as `$6$<base64 salt>$<base64 digest>` (standard base64 with padding).
 //! ACL syntax: mosquitto.conf(5), "acl_file".
+//!
+//! The config snippet ([`mosquitto_conf`]) also raises Mosquitto's per-client in-flight window
+//! (`max_inflight_messages`, default 20) to [`MAX_INFLIGHT_MESSAGES`]: the stream core acknowledges a
+//! QoS 1 message only after its readings are committed to storage, one group commit for every message
+//! it holds, so with 20 in flight no commit could cover more than 20 messages (measured: 13k msg/s
+//! at most; see `bench/RESULTS.md`). Set the core's buffer (`core.ingest_buffer_messages`) to match.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,6 +27,22 @@ use telemetry::topic::ROOT;
 pub const CORE_USER: &str = "citybrain-core";
 /// MQTT user name of the dashboard.
 pub const DASHBOARD_USER: &str = "citybrain-dashboard";
+
+/// Mosquitto's `max_inflight_messages` in the generated config: QoS 1 messages sent to one client and
+/// not yet acknowledged (the default of 20 caps the core's group commits; see the module notes).
+pub const MAX_INFLIGHT_MESSAGES: usize = 1000;
+
+/// The `mosquitto.conf` snippet for the files written into `dir` (an absolute path): no anonymous
+/// access, the password file and ACL from there, TCP_NODELAY (see PITFALLS: ~13 ms p50 latency without
+/// it) and the in-flight window [`MAX_INFLIGHT_MESSAGES`].
+pub fn mosquitto_conf(dir: &std::path::Path) -> String {
+    format!(
+        "allow_anonymous false\npassword_file {d}/passwd\nacl_file {d}/acl\nset_tcp_nodelay true\n\
+         # The stream core acknowledges after a durable write: let it hold a whole group commit.\n\
+         max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n",
+        d = dir.display()
+    )
+}
 
 /// One line of a Mosquitto password file for `user` with `password` and a 12-byte `salt`.
 pub fn password_line(user: &str, password: &str, salt: &[u8; 12]) -> String {
@@ -80,6 +102,22 @@ pub fn acl(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mosquitto_conf_names_the_files_and_the_inflight_window() {
+        let conf = mosquitto_conf(std::path::Path::new("/etc/citybrain/broker"));
+        let lines: Vec<&str> = conf.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "allow_anonymous false",
+                "password_file /etc/citybrain/broker/passwd",
+                "acl_file /etc/citybrain/broker/acl",
+                "set_tcp_nodelay true",
+                "max_inflight_messages 1000",
+            ]
+        );
+    }
 
     #[test]
     fn password_line_matches_an_independent_sha512() {

@@ -23,6 +23,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use workload::Workload;
 
+/// Mosquitto's `max_inflight_messages` in the benchmark broker (all consumers): the value
+/// `citybrain broker-config` writes and the core's default `ingest_buffer_messages`.
+const MAX_INFLIGHT: usize = 1000;
+
 #[derive(Parser, Debug)]
 #[command(about = "CityBrain benchmark: broker ceiling vs CityBrain vs Bytewax (prints a table)")]
 struct Cli {
@@ -228,8 +232,14 @@ async fn bench(mut a: BenchArgs) -> anyhow::Result<()> {
         a.mem_devices = 10_000;
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let broker = testkit::Mosquitto::start("citybrain-bench")
-        .context("mosquitto is required: apt-get install mosquitto")?;
+    // Every consumer alike: an in-flight window of 1,000 QoS 1 messages per client (Mosquitto's default
+    // is 20), the setting `citybrain broker-config` writes for a consumer that acknowledges after a
+    // durable write.
+    let broker = testkit::Mosquitto::start_with(
+        "citybrain-bench",
+        &format!("allow_anonymous true\nmax_inflight_messages {MAX_INFLIGHT}\n"),
+    )
+    .context("mosquitto is required: apt-get install mosquitto")?;
     let tmp = tempfile::tempdir()?;
     let dir_path = match &a.work_dir {
         Some(d) => {
@@ -407,7 +417,7 @@ async fn steps_and_report(
     let _ = writeln!(
         md,
         "- Workload: grid_summary readings of {} devices, 1 reading/device/s of event time (a replay: event time in the past, advancing offered-rate ÷ devices event-seconds per wall second), JSON from `telemetry::json::encode`; QoS 1 end to end; \
-         one consumer at a time on the same Mosquitto (persistence on, `set_tcp_nodelay true`, default `max_inflight_messages` 20); \
+         one consumer at a time on the same Mosquitto (persistence on, `set_tcp_nodelay true`, `max_inflight_messages` {MAX_INFLIGHT} for every consumer, default 20); \
          1-minute tumbling event-time windows, allowed lateness {} ms in both systems; per device and minute: count and mean v_rms_v. \
          Delivered = counted at the sink (null: messages received; CityBrain: `reading_counts()` of its SQLite store; Bytewax: \
          sum of window counts). Rate = delivered / (first publish → last reading at the sink). Windows are compared with a \

@@ -246,6 +246,8 @@ fn start_consumer(
             cfg.windows.allowed_lateness_ms = env.lateness_ms;
             cfg.limits_max_payload_bytes = 1 << 20;
             cfg.workers = env.core_workers;
+            // Hold the broker's whole in-flight window (a group commit covers what is held).
+            cfg.ingest_buffer_messages = crate::MAX_INFLIGHT;
             cfg.http_addr = format!("127.0.0.1:{http_port}");
             let cfg_path = env.dir.join(format!("{tag}.json"));
             std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;

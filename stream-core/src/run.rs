@@ -6,10 +6,11 @@
 //! - the **reader** polls the rumqttc event loop all the time (so keep-alive pings go out even while
 //!   storage is down), decodes and validates each message (sans-IO) and puts it into the **ingest
 //!   buffer**: a bounded queue of received-but-unacknowledged messages, capacity
-//!   [`CoreConfig::ingest_buffer_messages`] (default 100, above Mosquitto's default in-flight window of
-//!   20 QoS 1 messages per client — the broker sends no more until we acknowledge, so in practice the
-//!   buffer never fills). **Full policy: block** — the reader stops taking events from the event loop
-//!   until the writer frees a slot; nothing is dropped.
+//!   [`CoreConfig::ingest_buffer_messages`] (default 100; set it to the broker's in-flight window:
+//!   `citybrain broker-config` writes `max_inflight_messages 1000`, the embedded rumqttd allows 1,000.
+//!   Mosquitto's default window is 20, which caps every group commit at 20 messages). **Full policy:
+//!   block** — the reader stops taking events from the event loop until the writer frees a slot;
+//!   nothing is dropped.
 //! - the **writer** takes messages in receive order — **group commit**: every message already in the
 //!   buffer, up to 1,000 messages or 10,000 readings — and writes their valid readings in **one**
 //!   storage transaction ([`SeriesStore::write_reading_groups`]) (and their dead letters), retrying a retryable failure with capped exponential backoff
@@ -108,7 +109,10 @@ pub struct CoreConfig {
     /// Publish aggregates and alerts on MQTT.
     pub publish: bool,
     /// Received-but-unacknowledged messages held while they are written (full = stop reading from the
-    /// event loop; keep above the broker's in-flight window, Mosquitto's default is 20). Default 100.
+    /// event loop). A group commit covers at most this many messages, and the broker sends no more than
+    /// its in-flight window before we acknowledge: keep the two equal (Mosquitto's
+    /// `max_inflight_messages`, default 20, set to 1,000 by `citybrain broker-config`; the benchmark
+    /// runs 1,000). Default 100.
     pub ingest_buffer_messages: usize,
     /// Longest wait between storage retries, ms (backoff doubles from 50 ms). Default 5,000.
     pub store_retry_max_ms: u64,

@@ -511,3 +511,106 @@ fn concurrent_opens_of_a_new_file_migrate_once() {
         assert_eq!(opened, vec![MIGRATIONS.len() as u32; 4]);
     }
 }
+
+/// Migration 3 drops the two `readings` indexes no query used: a version-2 file with readings keeps
+/// them readable (raw query, replay, counts) after the upgrade, and every `readings` query still runs
+/// from an index (`readings_ts` or the primary key), never a full scan.
+#[test]
+fn migration_3_drops_unused_reading_indexes_and_keeps_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let old = vec![
+        reading("L1-b1", 1, 1, T0, change(true)),
+        reading("L1-b1", 1, 2, T0 + 1_000, change(false)),
+        reading("L1-b2", 1, 1, T0 + 500, hb(80.0)),
+    ];
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute_batch(MIGRATIONS[1]).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        for r in &old {
+            c.execute(
+                "INSERT INTO readings (device, boot, seq, site, district, kind, type, ts_ms, ingest_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                rusqlite::params![
+                    r.device.as_str(),
+                    r.boot,
+                    r.seq,
+                    r.site.as_str(),
+                    r.district.as_str(),
+                    r.kind().as_str(),
+                    r.data.type_name(),
+                    r.ts_ms,
+                    T0 + 5_000,
+                    serde_json::to_string(r).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 3);
+    let indexes: Vec<String> = {
+        let c = lock(&s.writer);
+        let mut st = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings' ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(indexes, vec!["readings_ts".to_string()]);
+    // Old rows: readable through every read path, in time order.
+    let mut by_time = old.clone();
+    by_time.sort_by_key(|r| r.ts_ms);
+    let q = ReadingQuery {
+        device: None,
+        site: Some("L1".into()),
+        from_ms: T0,
+        to_ms: T0 + 2_000,
+        limit: 10,
+    };
+    assert_eq!(s.query_readings(&q).unwrap(), by_time);
+    let replayed: Vec<Reading> = s
+        .replay_readings(T0, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.reading)
+        .collect();
+    assert_eq!(replayed, by_time);
+    // New writes beside them: the duplicate key is still ignored.
+    let new = s
+        .write_readings(
+            &[
+                reading("L1-b1", 1, 2, T0 + 1_000, change(false)),
+                reading("L1-b1", 1, 3, T0 + 2_000, change(true)),
+            ],
+            T0 + 6_000,
+        )
+        .unwrap();
+    assert_eq!(new, 1);
+    let counts = s.reading_counts().unwrap();
+    assert_eq!((counts.rows, counts.distinct_keys), (4, 4));
+    // Query plans of every `readings` statement of the store: none scans the table.
+    let c = lock(&s.writer);
+    for sql in [
+        "SELECT body FROM readings WHERE (?1 IS NULL OR device = ?1) AND (?2 IS NULL OR site = ?2) AND ts_ms >= ?3 AND ts_ms < ?4 ORDER BY ts_ms, device, boot, seq LIMIT ?5",
+        "SELECT body, ingest_ms FROM readings WHERE ts_ms >= ?1 AND (ts_ms, device, boot, seq) > (?2, ?3, ?4, ?5) ORDER BY ts_ms, device, boot, seq LIMIT ?6",
+        "SELECT max(ts_ms) FROM readings",
+    ] {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+        let plan: Vec<String> = st
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .all(|p| !p.starts_with("SCAN readings") && !p.contains("TEMP B-TREE")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
