@@ -436,11 +436,7 @@ pub fn write_broker_config(
     let abs = std::fs::canonicalize(out)?;
     std::fs::write(
         out.join("mosquitto.conf"),
-        format!(
-            "allow_anonymous false\npassword_file {}/passwd\nacl_file {}/acl\nset_tcp_nodelay true\n",
-            abs.display(),
-            abs.display()
-        ),
+        crate::broker_config::mosquitto_conf(&abs),
     )?;
     Ok(())
 }
