@@ -148,36 +148,61 @@ impl Publisher {
                         }
                     }
                 });
-                // Bodies not yet acknowledged, in publish order. rumqttc drops its own retransmission
-                // queue when the broker comes back without our session (PITFALLS.md), so the publisher
-                // republishes them itself; copies that arrive twice are the core's dedup's job.
-                let mut pending: std::collections::VecDeque<Vec<u8>> = Default::default();
+                // Delivery accounting by packet id, not by counting PUBACKs (counting let a body
+                // published twice be "acknowledged" twice, so the publisher stopped with its last
+                // messages still unsent). `unsent`: bodies handed to rumqttc, in request order, not
+                // yet written; `inflight`: written, waiting for the broker's PUBACK, by packet id.
+                // rumqttc drops its retransmission queue when the broker comes back without our
+                // session (PITFALLS.md), so the publisher then requests those bodies again; copies
+                // that reach the core twice are its dedup's job.
+                let mut unsent: std::collections::VecDeque<Vec<u8>> = Default::default();
+                let mut inflight: std::collections::HashMap<u16, Vec<u8>> = Default::default();
                 let mut acked = 0u64;
                 let mut closed = false;
+                // A connection error happened (rumqttc then holds its queue for the next session).
+                let mut dropped = false;
                 loop {
-                    if closed && pending.is_empty() {
+                    if closed && unsent.is_empty() && inflight.is_empty() {
                         break;
                     }
                     tokio::select! {
                         m = qrx.recv(), if !closed => match m {
                             Some(Some(body)) => {
                                 c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body.clone()).await.unwrap();
-                                pending.push_back(body);
+                                unsent.push_back(body);
                             }
                             _ => closed = true,
                         },
                         ev = el.poll() => match ev {
-                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                                acked += 1;
-                                pending.pop_front();
+                            // A resend of a written publish (session resumed) keeps its packet id.
+                            Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                                if !inflight.contains_key(&pkid)
+                                    && let Some(body) = unsent.pop_front()
+                                {
+                                    inflight.insert(pkid, body);
+                                }
                             }
-                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ca))) if !ca.session_present => {
-                                for body in pending.iter() {
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(a))) => {
+                                if inflight.remove(&a.pkid).is_some() {
+                                    acked += 1;
+                                }
+                            }
+                            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ca))) if !ca.session_present && dropped => {
+                                // After a connection error rumqttc moved its in-flight publishes and
+                                // its queued requests into a list it clears on a CONNACK without
+                                // session: request every unacknowledged body again, oldest first.
+                                let mut lost: Vec<(u16, Vec<u8>)> = inflight.drain().collect();
+                                lost.sort_by_key(|x| x.0);
+                                let again: Vec<Vec<u8>> =
+                                    lost.into_iter().map(|x| x.1).chain(unsent.drain(..)).collect();
+                                for body in again {
                                     c.publish(topic.clone(), rumqttc::QoS::AtLeastOnce, false, body.clone()).await.unwrap();
+                                    unsent.push_back(body);
                                 }
                             }
                             Ok(_) => {}
                             Err(_) => {
+                                dropped = true;
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                                 let p = pause.clone();
                                 tokio::task::spawn_blocking(move || p()).await.unwrap();
@@ -201,7 +226,8 @@ impl Publisher {
         self.tx.send(Some(body)).unwrap();
     }
 
-    /// Waits until every message is acknowledged by the broker; returns the PUBACK count.
+    /// Waits until every message is acknowledged by the broker; returns how many publishes the broker
+    /// acknowledged (at least the number of messages; more when some had to be sent again).
     ///
     /// # Panics
     /// When the broker has not acknowledged everything within 90 s (a test must fail, not hang).
