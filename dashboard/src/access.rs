@@ -845,7 +845,10 @@ mod tests {
             .query_row("SELECT phc FROM tokens", [], |r| r.get(0))
             .unwrap();
         assert!(phc.starts_with("$argon2id$"));
-        assert!(!phc.contains(tok.rsplit('_').next().unwrap()));
+        // Token = `cb_<id>_<secret>`; the URL-safe base64 secret may itself contain `_`.
+        let secret = tok.splitn(3, '_').nth(2).unwrap();
+        assert_eq!(secret.len(), 43, "32 random bytes, base64 without padding");
+        assert!(!phc.contains(secret));
     }
 
     #[test]
