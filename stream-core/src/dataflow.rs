@@ -26,14 +26,13 @@
 //! has passed. Results therefore do not depend on worker count, exchange order or scheduling.
 
 use crate::dedup::{DedupCore, Seen, SeenOutcome};
-use crate::model::{CoreInput, CoreOutput, Routed, SiteInfo, WindowConfig, route_hash};
+use crate::model::{CoreInput, CoreOutput, CoreReading, SiteInfo, WindowConfig, route_hash};
 use crate::quality::{QualityCore, QualityIn};
 use crate::rollup::RollupCore;
 use crate::store::QualityRow;
 use crate::window::{EngineOut, WindowEngine};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use telemetry::Reading;
 use telemetry::message::WindowAggregate;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
@@ -221,17 +220,17 @@ struct DedupOp(DedupCore);
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[allow(clippy::large_enum_variant)]
 enum DedupOut {
-    Reading(Reading),
+    Reading(CoreReading),
     Seen(Seen),
 }
 impl TimedCore for DedupOp {
-    type In = Routed;
+    type In = CoreReading;
     type Out = DedupOut;
     fn next_close(&self, _: bool) -> Option<u64> {
         None
     }
     fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<DedupOut>) {}
-    fn ingest(&mut self, t: u64, batch: Vec<Routed>, out: &mut Vec<DedupOut>) {
+    fn ingest(&mut self, t: u64, batch: Vec<CoreReading>, out: &mut Vec<DedupOut>) {
         let (acc, seen) = self.0.ingest(t, batch);
         out.extend(acc.into_iter().map(DedupOut::Reading));
         out.extend(seen.into_iter().map(DedupOut::Seen));
@@ -240,7 +239,7 @@ impl TimedCore for DedupOp {
 
 struct AggOp(WindowEngine);
 impl TimedCore for AggOp {
-    type In = Reading;
+    type In = CoreReading;
     type Out = CoreOutput;
     fn next_close(&self, finishing: bool) -> Option<u64> {
         self.0.next_close(finishing)
@@ -250,7 +249,7 @@ impl TimedCore for AggOp {
         self.0.close_until(t, finishing, &mut o);
         out.extend(o.into_iter().map(conv));
     }
-    fn ingest(&mut self, t: u64, batch: Vec<Reading>, out: &mut Vec<CoreOutput>) {
+    fn ingest(&mut self, t: u64, batch: Vec<CoreReading>, out: &mut Vec<CoreOutput>) {
         let mut o = Vec::new();
         self.0.ingest(t, batch, &mut o);
         out.extend(o.into_iter().map(conv));
@@ -298,14 +297,14 @@ pub fn build<'s>(
     info: &Arc<SiteInfo>,
 ) -> StreamVec<'s, u64, CoreOutput> {
     let (readings, rejects, _) = split3(input, "Validate", |x, ok, rej, _: &mut Vec<()>| match x {
-        CoreInput::Reading { reading, ingest_ms } => ok.push(Routed { reading, ingest_ms }),
+        CoreInput::Reading(r) => ok.push(r),
         CoreInput::Rejected { source, dataset } => {
             rej.push(QualityIn::Rejected { source, dataset })
         }
     });
     let dedup = timed(
         readings,
-        Exchange::new(|x: &Routed| route_hash(x.reading.site.as_str())),
+        Exchange::new(|x: &CoreReading| x.site.route()),
         "Dedup",
         DedupOp(DedupCore::new(
             cfg.correction_horizon_ms,
@@ -326,7 +325,7 @@ pub fn build<'s>(
                 if let Some(reason) = reason {
                     dropped.push(CoreOutput::Dropped {
                         reason: reason.into(),
-                        source: s.source.to_string(),
+                        source: s.source.name(),
                     });
                 }
                 seen.push(QualityIn::Seen(s));
@@ -359,7 +358,7 @@ pub fn build<'s>(
     });
     let quality = timed(
         seen.concat(rejects),
-        Exchange::new(|q: &QualityIn| route_hash(q.source())),
+        Exchange::new(|q: &QualityIn| q.route()),
         "Quality",
         QualityOp(QualityCore::new(cfg.clone(), info.clone())),
     );

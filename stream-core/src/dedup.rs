@@ -11,20 +11,21 @@
 //! boot (20 bytes, inline in the device's 24-byte slot) however many readings it sent; each gap (lost or not yet arrived readings) adds a
 //! run until the gap is filled (runs merge). Eviction drops a run once its newest event time is older
 //! than the retention cut — every key in it is then older than the cut, exactly as with per-key
-//! eviction, so outcomes are unchanged. Device ids are interned ([`Interner`]); runs live in a flat
-//! `Vec` indexed by the interned id.
+//! eviction, so outcomes are unchanged. Devices are [`Sym`]s; runs live in a flat `Vec`, the slot
+//! found through a per-core [`SlotMap`] (no hashing).
 
-use crate::model::{Interner, Routed, SiteInfo, is_periodic};
+use crate::model::{CoreReading, SiteInfo, is_periodic};
+use crate::symbol::{SlotMap, Sym};
 use std::sync::Arc;
-use telemetry::{DeviceId, DeviceKind, Reading};
+use telemetry::DeviceKind;
 
 /// What the dedup core says about a reading, for the quality operator.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
     /// Dataset (`parking` / `grid`).
     pub dataset: DeviceKind,
-    /// Device id.
-    pub source: DeviceId,
+    /// Device.
+    pub source: Sym,
     /// Event time, ms.
     pub ts_ms: i64,
     /// Outcome.
@@ -55,8 +56,8 @@ pub struct DedupCore {
     horizon_ms: i64,
     retention_ms: i64,
     info: Arc<SiteInfo>,
-    /// Device ids, interned: the index is the device's slot in `runs`.
-    ids: Interner,
+    /// Device → slot in `runs`.
+    ids: SlotMap,
     /// Per device: seq runs, sorted by (boot, first seq), disjoint and non-adjacent.
     runs: Vec<Runs>,
     /// Remembered (device, boot, seq) keys, for [`DedupCore::len`].
@@ -192,7 +193,7 @@ impl DedupCore {
             horizon_ms,
             retention_ms,
             info,
-            ids: Interner::default(),
+            ids: SlotMap::default(),
             runs: Vec::new(),
             n_keys: 0,
             last_evict: i64::MIN,
@@ -212,40 +213,50 @@ impl DedupCore {
     /// Classifies a batch received at watermark time `t`; returns accepted readings and one [`Seen`] per
     /// input. The batch is processed in key order `(device, boot, seq, ingest, ts)`, so the result does
     /// not depend on arrival order (outputs come in input order).
-    pub fn ingest(&mut self, t: u64, batch: Vec<Routed>) -> (Vec<Reading>, Vec<Seen>) {
+    pub fn ingest(&mut self, t: u64, batch: Vec<CoreReading>) -> (Vec<CoreReading>, Vec<Seen>) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
-        // Sort a permutation, not the (large) readings themselves.
-        let mut order: Vec<u32> = (0..batch.len() as u32).collect();
-        let k = |i: &u32| {
-            let x = &batch[*i as usize];
-            let r = &x.reading;
-            (r.device.as_str(), r.boot, r.seq, x.ingest_ms, r.ts_ms)
-        };
-        order.sort_by(|a, b| k(a).cmp(&k(b)).then(a.cmp(b)));
+        // Sort keys with their input index, not the records. Devices group by symbol: only the
+        // order within a device decides outcomes (state is per device), and that order is the key
+        // order `(boot, seq, ingest, ts)`, then input position.
+        let mut order: Vec<(u32, u32, u32, i64, i64, u32)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    r.device.index(),
+                    r.boot,
+                    r.seq,
+                    r.ingest_ms,
+                    r.ts_ms,
+                    i as u32,
+                )
+            })
+            .collect();
+        order.sort_unstable();
         let mut accepted = vec![false; batch.len()];
         let mut seen = Vec::with_capacity(batch.len());
-        for i in order {
-            let Routed {
-                reading: r,
-                ingest_ms,
-            } = &batch[i as usize];
-            let outcome = if r.ts_ms < t.saturating_sub(self.horizon_ms) {
+        let too_late_before = t.saturating_sub(self.horizon_ms);
+        for &(_, _, _, _, _, i) in &order {
+            let r = &batch[i as usize];
+            let outcome = if r.ts_ms < too_late_before {
                 SeenOutcome::TooLate
             } else {
-                let d = match self.ids.get(&[r.device.as_str()]) {
+                let d = match self.ids.get(r.device) {
                     Some(d) => d,
                     None => {
+                        let d = self.runs.len() as u32;
                         self.runs.push(Runs::default());
-                        self.ids.intern(&[r.device.as_str()])
+                        self.ids.set(r.device, d);
+                        d
                     }
                 };
                 if self.runs[d as usize].insert(r.boot, r.seq, r.ts_ms) {
                     self.n_keys += 1;
                     accepted[i as usize] = true;
                     SeenOutcome::Accepted {
-                        lag_ms: ingest_ms - r.ts_ms,
+                        lag_ms: r.ingest_ms - r.ts_ms,
                         periodic: is_periodic(&r.data),
-                        consistent: self.info.consistent(r),
+                        consistent: self.info.consistent_rec(r),
                     }
                 } else {
                     SeenOutcome::Duplicate
@@ -253,7 +264,7 @@ impl DedupCore {
             };
             seen.push(Seen {
                 dataset: r.kind(),
-                source: r.device.clone(),
+                source: r.device,
                 ts_ms: r.ts_ms,
                 outcome,
             });
@@ -261,7 +272,7 @@ impl DedupCore {
         let acc = batch
             .into_iter()
             .zip(accepted)
-            .filter_map(|(x, a)| a.then_some(x.reading))
+            .filter_map(|(x, a)| a.then_some(x))
             .collect();
         if self.last_evict == i64::MIN || t - self.last_evict >= 60_000 {
             self.last_evict = t;

@@ -5,7 +5,9 @@
 //!
 //! # Layout
 //! - [`store`]: the storage trait ([`store::SeriesStore`]) and the embedded SQLite implementation.
-//! - [`model`]: dataflow records ([`CoreInput`], [`CoreOutput`]), window settings, registry view.
+//! - [`model`]: dataflow records ([`CoreInput`], [`CoreOutput`], [`model::CoreReading`]), window
+//!   settings, registry view.
+//! - [`symbol`]: process-wide interned ids ([`symbol::Sym`]) that records carry instead of strings.
 //! - [`dedup`], [`window`], [`quality`], [`rollup`]: sans-IO cores (dedup, windows and alerts, data
 //!   quality, district roll-up), each unit-tested directly.
 //! - [`dataflow`]: the timely dataflow wrapping the cores, and a finite runner.
@@ -24,6 +26,7 @@ pub mod recovery;
 pub mod rollup;
 pub mod run;
 pub mod store;
+pub mod symbol;
 pub mod watermark;
 pub mod window;
 

@@ -1,9 +1,11 @@
 //! Records that flow through the dataflow, the window settings and the registry view the cores use.
 
 use crate::store::QualityRow;
+use crate::symbol::{Names, Sym, intern_many};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 use telemetry::message::{Alert, WindowAggregate};
 use telemetry::registry::Registry;
 use telemetry::{
@@ -11,36 +13,108 @@ use telemetry::{
     ParkingHeartbeat, Reading, SiteId, TimeSource,
 };
 
-/// A reading with its receive time on its way between workers (the Dedup exchange, keyed by site).
+/// A validated reading as the dataflow carries it: ids interned to [`Sym`]s (see [`crate::symbol`]),
+/// the receive time alongside; about 110 bytes instead of the contract [`Reading`]'s ~280 (three
+/// inline 64-byte ids), so moving it between operators is cheap and exchanges hash nothing.
 ///
-/// Records that cross a process boundary are serialized by timely with bincode, which cannot read
-/// self-describing forms: the contract's [`Measurement`] is an internally tagged enum (its JSON shape)
-/// and would fail with `DeserializeAnyNotSupported`. This record therefore serializes the reading with
-/// an externally tagged mirror of the reading, which bincode reads back exactly; within a process
-/// records are moved, not serialized.
+/// Records that cross a process boundary are serialized by timely with bincode: symbols as their id
+/// strings (interned again by the receiver), and the measurement with an externally tagged mirror of
+/// the contract's [`Measurement`] (an internally tagged enum — its JSON shape — which bincode cannot
+/// read back: `DeserializeAnyNotSupported`). Within a process records are moved, not serialized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Routed {
-    /// The reading.
-    #[serde(with = "ReadingWire")]
-    pub reading: Reading,
-    /// Receive time, UTC epoch ms.
+pub struct CoreReading {
+    /// Reporting device.
+    pub device: Sym,
+    /// The device's site (lot or feeder).
+    pub site: Sym,
+    /// The site's district.
+    pub district: Sym,
+    /// Boot counter of the device.
+    pub boot: u32,
+    /// Sequence number within the boot.
+    pub seq: u32,
+    /// Event time, UTC epoch ms.
+    pub ts_ms: i64,
+    /// Receive time, UTC epoch ms (for timeliness).
     pub ingest_ms: i64,
+    /// Where `ts_ms` came from.
+    pub time_source: TimeSource,
+    /// Sent from a gateway spool after an outage.
+    pub replayed: bool,
+    /// What was measured.
+    #[serde(with = "MeasurementWire")]
+    pub data: Measurement,
 }
 
-/// Exchange form of [`Reading`] (serde remote definition; see [`Routed`]).
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "Reading")]
-struct ReadingWire {
-    device: DeviceId,
-    site: SiteId,
-    district: DistrictId,
-    boot: u32,
-    seq: u32,
-    ts_ms: i64,
-    time_source: TimeSource,
-    replayed: bool,
-    #[serde(with = "MeasurementWire")]
-    data: Measurement,
+impl CoreReading {
+    /// Interns the ids of `r` (one table look-up each; for many readings use
+    /// [`CoreReading::extend_inputs`]).
+    pub fn new(r: Reading, ingest_ms: i64) -> CoreReading {
+        let mut syms = Vec::with_capacity(3);
+        intern_many(
+            [r.device.as_str(), r.site.as_str(), r.district.as_str()],
+            &mut syms,
+        );
+        CoreReading::with_syms(r, ingest_ms, &syms)
+    }
+
+    fn with_syms(r: Reading, ingest_ms: i64, syms: &[Sym]) -> CoreReading {
+        CoreReading {
+            device: syms[0],
+            site: syms[1],
+            district: syms[2],
+            boot: r.boot,
+            seq: r.seq,
+            ts_ms: r.ts_ms,
+            ingest_ms,
+            time_source: r.time_source,
+            replayed: r.replayed,
+            data: r.data,
+        }
+    }
+
+    /// Converts readings received at `ingest_ms` and appends them to `out` as
+    /// [`CoreInput::Reading`]s: the feeder's path (one symbol-table lock per call).
+    pub fn extend_inputs(
+        readings: impl IntoIterator<Item = Reading>,
+        ingest_ms: i64,
+        out: &mut Vec<CoreInput>,
+    ) {
+        let readings: Vec<Reading> = readings.into_iter().collect();
+        let mut syms = Vec::with_capacity(readings.len() * 3);
+        intern_many(
+            readings
+                .iter()
+                .flat_map(|r| [r.device.as_str(), r.site.as_str(), r.district.as_str()]),
+            &mut syms,
+        );
+        out.reserve(readings.len());
+        for (r, s) in readings.into_iter().zip(syms.chunks_exact(3)) {
+            out.push(CoreInput::Reading(CoreReading::with_syms(r, ingest_ms, s)));
+        }
+    }
+
+    /// The contract form (resolves the ids under the symbol table's lock). `None` if an id is not a
+    /// valid contract id (possible only for a record deserialized from a faulty peer).
+    pub fn to_reading(&self) -> Option<Reading> {
+        let n = Names::get();
+        Some(Reading {
+            device: DeviceId::new(n.name(self.device)).ok()?,
+            site: SiteId::new(n.name(self.site)).ok()?,
+            district: DistrictId::new(n.name(self.district)).ok()?,
+            boot: self.boot,
+            seq: self.seq,
+            ts_ms: self.ts_ms,
+            time_source: self.time_source,
+            replayed: self.replayed,
+            data: self.data.clone(),
+        })
+    }
+
+    /// The device kind implied by the measurement.
+    pub fn kind(&self) -> DeviceKind {
+        self.data.kind()
+    }
 }
 
 /// Exchange form of [`Measurement`]: externally tagged (a variant index in bincode).
@@ -55,15 +129,9 @@ enum MeasurementWire {
 
 /// One input record of the dataflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[allow(clippy::large_enum_variant)]
 pub enum CoreInput {
     /// A reading that passed the telemetry validation and is durably stored raw.
-    Reading {
-        /// The reading.
-        reading: Reading,
-        /// Receive time, UTC epoch ms (for timeliness).
-        ingest_ms: i64,
-    },
+    Reading(CoreReading),
     /// A refused reading or message (counts against validity of its source).
     Rejected {
         /// Device id if known, else the topic's device or gateway level, else `unknown`.
@@ -71,6 +139,14 @@ pub enum CoreInput {
         /// `parking`, `grid` or `unknown`.
         dataset: String,
     },
+}
+
+impl CoreInput {
+    /// A reading received at `ingest_ms` (UTC epoch ms); see [`CoreReading::extend_inputs`] for
+    /// batches.
+    pub fn reading(r: Reading, ingest_ms: i64) -> CoreInput {
+        CoreInput::Reading(CoreReading::new(r, ingest_ms))
+    }
 }
 
 /// One output record of the dataflow.
@@ -181,7 +257,12 @@ impl WindowConfig {
 }
 
 /// What the cores need from the registry, indexed.
-#[derive(Debug, Clone, Default)]
+///
+/// The maps are the source of truth; on first use by symbol ([`SiteInfo::device`]) the devices are
+/// also indexed by [`Sym`] (a `Vec` of 16-byte entries indexed by the device's symbol; registered
+/// ids are interned into the process-wide table then). Fill the maps before sharing the value: the
+/// index is built once and a clone starts without it.
+#[derive(Debug, Default)]
 pub struct SiteInfo {
     /// Lot id → capacity (bays).
     pub lot_capacity: HashMap<String, u32>,
@@ -189,6 +270,37 @@ pub struct SiteInfo {
     pub feeder_nominal_v: HashMap<String, f64>,
     /// Device id → (site, kind, report interval s).
     pub devices: HashMap<String, (String, DeviceKind, u32)>,
+    /// `devices` by device symbol, built on first use.
+    by_sym: OnceLock<Vec<Option<DevReg>>>,
+}
+
+/// A registered device, by symbol: its site, kind and report interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DevReg {
+    /// Registered site.
+    pub site: Sym,
+    /// Registered kind.
+    pub kind: DeviceKind,
+    /// Report interval, s.
+    pub interval_s: u32,
+}
+
+impl DevReg {
+    /// Report interval, ms.
+    pub fn interval_ms(&self) -> i64 {
+        i64::from(self.interval_s) * 1000
+    }
+}
+
+impl Clone for SiteInfo {
+    fn clone(&self) -> Self {
+        SiteInfo {
+            lot_capacity: self.lot_capacity.clone(),
+            feeder_nominal_v: self.feeder_nominal_v.clone(),
+            devices: self.devices.clone(),
+            by_sym: OnceLock::new(),
+        }
+    }
 }
 
 impl SiteInfo {
@@ -215,7 +327,45 @@ impl SiteInfo {
                     )
                 })
                 .collect(),
+            by_sym: OnceLock::new(),
         }
+    }
+
+    /// The registration of device `d`, if registered (no hashing: an index by symbol).
+    #[inline]
+    pub fn device(&self, d: Sym) -> Option<&DevReg> {
+        let v = self.by_sym.get_or_init(|| {
+            let mut v: Vec<Option<DevReg>> = Vec::new();
+            for (id, (site, kind, iv)) in &self.devices {
+                let (d, site) = (Sym::intern(id), Sym::intern(site));
+                let i = d.index() as usize;
+                if i >= v.len() {
+                    v.resize(i + 1, None);
+                }
+                v[i] = Some(DevReg {
+                    site,
+                    kind: *kind,
+                    interval_s: *iv,
+                });
+            }
+            v.shrink_to_fit();
+            v
+        });
+        v.get(d.index() as usize)?.as_ref()
+    }
+
+    /// [`SiteInfo::consistent`] for an in-flight record.
+    pub fn consistent_rec(&self, r: &CoreReading) -> bool {
+        if let Some(reg) = self.device(r.device)
+            && (reg.site != r.site || reg.kind != r.kind())
+        {
+            return false;
+        }
+        if let Measurement::GridSummary(s) = &r.data {
+            let s_kva = f64::from(s.v_rms_v) * f64::from(s.i_rms_a) / 1000.0;
+            return f64::from(s.p_kw).abs() <= 1.1 * s_kva + 0.05;
+        }
+        true
     }
 
     /// The report interval of a device, ms, if registered.
@@ -300,6 +450,11 @@ impl Interner {
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.ends.len()
+    }
+
+    /// Heap bytes held (capacities of the text arena, offsets and slots).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4 + self.slots.capacity() * 4
     }
 
     /// True when no key is interned.

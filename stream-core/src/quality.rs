@@ -8,10 +8,12 @@
 //! (same key, upserted) when later inputs change it within the retention period.
 
 use crate::dedup::{Seen, SeenOutcome};
-use crate::model::{Interner, SiteInfo, WindowConfig, window_start};
+use crate::model::{SiteInfo, WindowConfig, window_start};
 use crate::store::QualityRow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::symbol::{FastMap, FastSet, Names, Sym, route_of_str};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use telemetry::DeviceKind;
 
 /// Input of the quality core.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -28,11 +30,12 @@ pub enum QualityIn {
 }
 
 impl QualityIn {
-    /// The routing key (source).
-    pub fn source(&self) -> &str {
+    /// The routing hash of the source (equal for a [`Seen`] and a refusal of the same source; see
+    /// [`Sym::route`]).
+    pub fn route(&self) -> u64 {
         match self {
-            QualityIn::Seen(s) => s.source.as_str(),
-            QualityIn::Rejected { source, .. } => source,
+            QualityIn::Seen(s) => s.source.route(),
+            QualityIn::Rejected { source, .. } => route_of_str(source),
         }
     }
 }
@@ -48,8 +51,8 @@ struct Stats {
 }
 
 type QKey = (String, String, i64);
-/// Interned `(dataset, source)` and window start.
-type IKey = (u32, i64);
+/// Dataset and source symbol indices and window start.
+type IKey = (u32, u32, i64);
 
 /// What one input adds to its window's stats.
 enum Apply {
@@ -84,17 +87,20 @@ impl Apply {
 /// Quality state of one worker.
 #[derive(Debug)]
 ///
-/// Keys are interned `(dataset, source)` pairs with the window start, in hash maps (one hash lookup
-/// per input, no allocation); only a window's first input adds it to the ordered `open` set, which
-/// keeps the emission order of the earlier `BTreeMap<(String, String, i64), _>` layout.
+/// Keys are `(dataset, source)` [`Sym`]s with the window start, in hash maps with a multiplicative
+/// hash (one look-up per input, no allocation, no string); only a window's first input adds it to
+/// the ordered `open` set (by id strings), which keeps the emission order of the earlier
+/// `BTreeMap<(String, String, i64), _>` layout. Refused sources are interned into the process-wide
+/// symbol table too (see [`crate::symbol`] on its memory).
 pub struct QualityCore {
     cfg: WindowConfig,
     info: Arc<SiteInfo>,
-    ids: Interner,
-    stats: HashMap<IKey, Stats>,
-    /// (close time, dataset, source, start) of windows not yet closed.
-    open: BTreeSet<(u64, QKey)>,
-    closed: HashSet<IKey>,
+    /// Symbols of the datasets `parking` and `grid`.
+    kinds: [Sym; 2],
+    stats: FastMap<IKey, Stats>,
+    /// (close time, (dataset, source, start), key) of windows not yet closed.
+    open: BTreeSet<(u64, QKey, IKey)>,
+    closed: FastSet<IKey>,
     last_evict: i64,
 }
 
@@ -113,10 +119,10 @@ impl QualityCore {
         QualityCore {
             cfg,
             info,
-            ids: Interner::default(),
-            stats: HashMap::new(),
+            kinds: [Sym::intern("parking"), Sym::intern("grid")],
+            stats: FastMap::default(),
             open: BTreeSet::new(),
-            closed: HashSet::new(),
+            closed: FastSet::default(),
             last_evict: i64::MIN,
         }
     }
@@ -164,10 +170,9 @@ impl QualityCore {
         }
     }
 
-    /// The string key of an interned key.
-    fn qkey(&self, k: IKey) -> QKey {
-        let (d, src) = self.ids.resolve(k.0).split_once('\0').unwrap_or_default();
-        (d.to_string(), src.to_string(), k.1)
+    /// The string key of a symbol key.
+    fn qkey(names: &Names, k: IKey, d: Sym, src: Sym) -> QKey {
+        (names.name(d).to_string(), names.name(src).to_string(), k.2)
     }
 
     /// Adds inputs at watermark time `t`; rows of already closed windows that changed go to `out`.
@@ -175,11 +180,11 @@ impl QualityCore {
         let ti = i64::try_from(t).unwrap_or(i64::MAX);
         let qw = self.cfg.quality_window_ms;
         let mut touched = Vec::new();
+        let mut new_open: Vec<(u64, IKey, Sym, Sym)> = Vec::new();
         for q in batch {
-            let (dataset, source, start, apply): (&str, &str, i64, Apply) = match &q {
+            let (dataset, source, start, apply): (Sym, Sym, i64, Apply) = match &q {
                 QualityIn::Seen(s) => {
-                    let d = s.dataset.as_str();
-                    let src = s.source.as_str();
+                    let d = self.kinds[usize::from(s.dataset == DeviceKind::Grid)];
                     match s.outcome {
                         SeenOutcome::Accepted {
                             lag_ms,
@@ -187,7 +192,7 @@ impl QualityCore {
                             consistent,
                         } => (
                             d,
-                            src,
+                            s.source,
                             window_start(s.ts_ms, qw),
                             Apply::Accepted {
                                 lag_ms,
@@ -196,22 +201,26 @@ impl QualityCore {
                             },
                         ),
                         SeenOutcome::Duplicate => {
-                            (d, src, window_start(s.ts_ms, qw), Apply::Duplicate)
+                            (d, s.source, window_start(s.ts_ms, qw), Apply::Duplicate)
                         }
-                        SeenOutcome::TooLate => (d, src, window_start(ti, qw), Apply::Rejected),
+                        SeenOutcome::TooLate => {
+                            (d, s.source, window_start(ti, qw), Apply::Rejected)
+                        }
                     }
                 }
-                QualityIn::Rejected { source, dataset } => {
-                    (dataset, source, window_start(ti, qw), Apply::Rejected)
-                }
+                QualityIn::Rejected { source, dataset } => (
+                    Sym::intern(dataset),
+                    Sym::intern(source),
+                    window_start(ti, qw),
+                    Apply::Rejected,
+                ),
             };
-            let id = self.ids.intern(&[dataset, source]);
-            let k = (id, start);
+            let k = (dataset.index(), source.index(), start);
             // A key is in `open` from its first input until its window closes, then in `closed`.
             if let Some(st) = self.stats.get_mut(&k) {
                 apply.to(st);
                 if self.closed.contains(&k) {
-                    touched.push(k);
+                    touched.push((k, dataset, source));
                 }
                 continue;
             }
@@ -219,22 +228,31 @@ impl QualityCore {
             apply.to(&mut st);
             self.stats.insert(k, st);
             if self.closed.contains(&k) {
-                touched.push(k);
+                touched.push((k, dataset, source));
             } else {
                 let close =
                     u64::try_from((start + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
-                self.open
-                    .insert((close, (dataset.into(), source.into(), start)));
+                new_open.push((close, k, dataset, source));
             }
         }
-        // Changed closed windows, once each, in key order.
-        let mut touched: Vec<(QKey, IKey)> =
-            touched.into_iter().map(|k| (self.qkey(k), k)).collect();
-        touched.sort();
-        touched.dedup();
-        for (qk, k) in touched {
-            if let Some(s) = self.stats.get(&k) {
-                out.push(self.row(&qk, s));
+        if !new_open.is_empty() || !touched.is_empty() {
+            let names = Names::get();
+            for (close, k, d, src) in new_open {
+                self.open
+                    .insert((close, QualityCore::qkey(&names, k, d, src), k));
+            }
+            // Changed closed windows, once each, in key order.
+            let mut keyed: Vec<(QKey, IKey)> = touched
+                .into_iter()
+                .map(|(k, d, src)| (QualityCore::qkey(&names, k, d, src), k))
+                .collect();
+            drop(names);
+            keyed.sort();
+            keyed.dedup();
+            for (qk, k) in keyed {
+                if let Some(s) = self.stats.get(&k) {
+                    out.push(self.row(&qk, s));
+                }
             }
         }
         // Forget windows beyond the retention period (no input can reach them any more: dedup
@@ -242,8 +260,8 @@ impl QualityCore {
         if self.last_evict == i64::MIN || ti - self.last_evict >= qw {
             self.last_evict = ti;
             let cut = ti.saturating_sub(self.cfg.retention_ms());
-            self.stats.retain(|k, _| k.1 >= cut);
-            self.closed.retain(|k| k.1 >= cut);
+            self.stats.retain(|k, _| k.2 >= cut);
+            self.closed.retain(|k| k.2 >= cut);
         }
     }
 
@@ -251,11 +269,7 @@ impl QualityCore {
     pub fn close_until(&mut self, t: u64, out: &mut Vec<QualityRow>) {
         while let Some(o) = self.open.first().filter(|o| o.0 <= t).cloned() {
             self.open.remove(&o);
-            let (d, src, start) = &o.1;
-            let Some(id) = self.ids.get(&[d, src]) else {
-                continue;
-            };
-            let k = (id, *start);
+            let k = o.2;
             if let Some(s) = self.stats.get(&k) {
                 out.push(self.row(&o.1, s));
             }

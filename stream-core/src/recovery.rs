@@ -85,10 +85,7 @@ pub async fn replay(
             .map(|sr| {
                 wm.observe(sr.reading.device.as_str(), sr.reading.ts_ms, sr.ingest_ms);
                 last_ingest = last_ingest.max(sr.ingest_ms);
-                CoreInput::Reading {
-                    reading: sr.reading,
-                    ingest_ms: sr.ingest_ms,
-                }
+                CoreInput::reading(sr.reading, sr.ingest_ms)
             })
             .collect();
         n += batch.len() as u64;

@@ -43,7 +43,7 @@
 
 use crate::dataflow::{build, emit};
 use crate::health::{Metrics, Readiness, label};
-use crate::model::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
+use crate::model::{CoreInput, CoreOutput, CoreReading, SiteInfo, WindowConfig};
 use crate::store::{
     DeadLetter, SeriesSink, SeriesStore, StoreConfig, StoreError, open_sink, open_store,
 };
@@ -908,16 +908,13 @@ async fn writer(
         if stored {
             let mut last_lag = None;
             for (good, now) in goods {
-                for r in good {
+                for r in &good {
                     let lag = now - r.ts_ms;
                     counters.metrics.ingest_lag_ms.observe(lag as f64);
                     last_lag = Some(lag);
                     wm.observe(r.device.as_str(), r.ts_ms, now);
-                    batch.push(CoreInput::Reading {
-                        reading: r,
-                        ingest_ms: now,
-                    });
                 }
+                CoreReading::extend_inputs(good, now, &mut batch);
             }
             if let Some(lag) = last_lag {
                 counters.metrics.ingest_lag_last_ms.set(lag);

@@ -31,12 +31,13 @@
 //! Iteration orders (sites, devices, closing windows, deadlines) are the id-string orders of the
 //! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged.
 
-use crate::model::{Interner, SiteInfo, WindowConfig, window_start};
+use crate::model::{CoreReading, DevReg, Interner, SiteInfo, WindowConfig, window_start};
+use crate::symbol::{Names, SlotMap, Sym};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use telemetry::message::{Alert, AlertState, WindowAggregate};
-use telemetry::{DeviceKind, GridSummary, Measurement, PqEventKind, Reading};
+use telemetry::{DeviceKind, GridSummary, Measurement, PqEventKind};
 
 /// An output of the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -366,8 +367,14 @@ pub struct WindowEngine {
     sites: Vec<Site>,
     /// Site indices in site-id order.
     site_order: Vec<u32>,
-    /// `(site, device)` pairs; the index is the device's slot in `devs`.
-    dev_ids: Interner,
+    /// Site symbol → site index.
+    site_slots: SlotMap,
+    /// Device symbol → slot in `devs` of its first site's series.
+    dev_slots: SlotMap,
+    /// `(site, device symbol)` → slot, for a device seen under more than one site (rare).
+    dev_pairs: HashMap<(u32, u32), u32>,
+    /// The device symbol of each slot.
+    dev_syms: Vec<Sym>,
     devs: Vec<Dev>,
     battery: HashMap<u32, Battery>,
     /// (close time, site id, L, start).
@@ -377,7 +384,7 @@ pub struct WindowEngine {
     last_evict: i64,
 }
 
-fn key(r: &Reading) -> Key {
+fn key(r: &CoreReading) -> Key {
     (r.ts_ms, r.boot, r.seq)
 }
 
@@ -403,7 +410,10 @@ impl WindowEngine {
             site_ids: Interner::default(),
             sites: Vec::new(),
             site_order: Vec::new(),
-            dev_ids: Interner::default(),
+            site_slots: SlotMap::default(),
+            dev_slots: SlotMap::default(),
+            dev_pairs: HashMap::new(),
+            dev_syms: Vec::new(),
             devs: Vec::new(),
             battery: HashMap::new(),
             open: BTreeSet::new(),
@@ -432,66 +442,55 @@ impl WindowEngine {
     }
 
     /// The device id of slot `d`.
-    fn dev_name(&self, d: u32) -> &str {
-        let s = self.dev_ids.resolve(d);
-        s.split_once('\0').map_or(s, |x| x.1)
+    fn dev_name(&self, d: u32) -> String {
+        self.dev_syms[d as usize].name()
     }
 
     /// Adds deduplicated readings at watermark time `t`. Corrections and offline clears go to `out`.
-    pub fn ingest(&mut self, t: u64, readings: Vec<Reading>, out: &mut Vec<EngineOut>) {
-        // Process in (device, key) order; sort a permutation, not the readings.
-        let mut order: Vec<u32> = (0..readings.len() as u32).collect();
-        order.sort_by(|a, b| {
-            let (x, y) = (&readings[*a as usize], &readings[*b as usize]);
-            (x.device.as_str(), key(x))
-                .cmp(&(y.device.as_str(), key(y)))
-                .then(a.cmp(b))
-        });
+    pub fn ingest(&mut self, t: u64, readings: Vec<CoreReading>, out: &mut Vec<EngineOut>) {
+        // Process in (device, key) order; sort keys with input positions, not the records. Devices
+        // group by symbol: state and outputs per device depend only on the order within a device.
+        let mut order: Vec<(u32, Key, u32)> = readings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.device.index(), key(r), i as u32))
+            .collect();
+        order.sort_unstable();
         let lat = self.cfg.allowed_lateness_ms;
-        for i in order {
+        for &(_, _, i) in &order {
             let r = &readings[i as usize];
-            let site_ix = match self.site_ids.get(&[r.site.as_str()]) {
+            let site_ix = match self.site_slots.get(r.site) {
                 Some(s) => s,
-                None => {
-                    let s = self.site_ids.intern(&[r.site.as_str()]);
-                    self.sites.push(Site {
-                        kind: r.kind(),
-                        district: r.district.to_string(),
-                        devs: Vec::new(),
-                        emitted: BTreeMap::new(),
-                        pending: BTreeSet::new(),
-                        dirty: BTreeSet::new(),
-                        full_since: None,
-                        full_raised: false,
-                        volt_raised: false,
-                        intr_raised: false,
-                    });
-                    let ids = &self.site_ids;
-                    let p = self
-                        .site_order
-                        .partition_point(|x| ids.resolve(*x) < r.site.as_str());
-                    self.site_order.insert(p, s);
-                    s
-                }
+                None => self.new_site(r),
             };
             let site = &mut self.sites[site_ix as usize];
             if site.kind != r.kind() {
                 // A site id used by both kinds: keep the first kind's series clean.
                 continue;
             }
-            let parts = [r.site.as_str(), r.device.as_str()];
-            let d = match self.dev_ids.get(&parts) {
-                Some(d) => d,
-                None => {
-                    let d = self.dev_ids.intern(&parts);
-                    self.devs.push(Dev::new(site_ix));
-                    let ids = &self.dev_ids;
-                    let p = site
-                        .devs
-                        .partition_point(|x| ids.resolve(*x) < ids.resolve(d));
-                    site.devs.insert(p, d);
-                    d
-                }
+            let d = match self.dev_slots.get(r.device) {
+                Some(d) if self.devs[d as usize].site == site_ix => d,
+                first => match self.dev_pairs.get(&(site_ix, r.device.index())) {
+                    Some(d) => *d,
+                    None => {
+                        let d = self.devs.len() as u32;
+                        self.devs.push(Dev::new(site_ix));
+                        self.dev_syms.push(r.device);
+                        if first.is_none() {
+                            self.dev_slots.set(r.device, d);
+                        } else {
+                            // The same device under a second site: a separate series.
+                            self.dev_pairs.insert((site_ix, r.device.index()), d);
+                        }
+                        let names = Names::get();
+                        let syms = &self.dev_syms;
+                        let p = site.devs.partition_point(|x| {
+                            names.name(syms[*x as usize]) < names.name(r.device)
+                        });
+                        site.devs.insert(p, d);
+                        d
+                    }
+                },
             };
             let dev = &mut self.devs[d as usize];
             let k = key(r);
@@ -515,20 +514,20 @@ impl WindowEngine {
             dev.insert(k, Val::new(&r.data));
             if old_seen.is_none_or(|s| s < ts_ms) {
                 let old_seen = old_seen.unwrap_or(i64::MIN);
-                let dev_id = r.device.as_str();
                 if dev.flag(OFFLINE_RAISED) {
                     dev.set(OFFLINE_RAISED, false);
+                    let dev_id = r.device.name();
                     out.push(EngineOut::Alert(Alert {
                         alert: "device_offline".into(),
                         state: AlertState::Cleared,
                         district: site.district.clone(),
-                        site: dev_id.to_string(),
+                        site: dev_id.clone(),
                         ts_ms,
                         value: 0.0,
                         message: format!("device {dev_id} reports again"),
                     }));
                 }
-                let iv = self.info.interval_ms(dev_id);
+                let iv = self.info.device(r.device).map(DevReg::interval_ms);
                 if dev.flag(OFFLINE_PENDING) {
                     // Set from the previous `last_seen` with the same (registry) interval.
                     if let Some(iv) = iv {
@@ -557,13 +556,45 @@ impl WindowEngine {
                         site.dirty.extend(later);
                     }
                 } else if site.pending.insert((len, start)) {
-                    self.open
-                        .insert((to_u64(start + len + lat), r.site.to_string(), len, start));
+                    self.open.insert((
+                        to_u64(start + len + lat),
+                        self.site_ids.resolve(site_ix).to_string(),
+                        len,
+                        start,
+                    ));
                 }
             }
         }
         self.flush_dirty(out);
         self.evict(t);
+    }
+
+    /// Adds the site of `r` (first reading of it on this worker); returns its index.
+    fn new_site(&mut self, r: &CoreReading) -> u32 {
+        let (name, district) = {
+            let n = Names::get();
+            (n.name(r.site).to_string(), n.name(r.district).to_string())
+        };
+        let s = self.site_ids.intern(&[&name]);
+        self.site_slots.set(r.site, s);
+        self.sites.push(Site {
+            kind: r.kind(),
+            district,
+            devs: Vec::new(),
+            emitted: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            full_since: None,
+            full_raised: false,
+            volt_raised: false,
+            intr_raised: false,
+        });
+        let ids = &self.site_ids;
+        let p = self
+            .site_order
+            .partition_point(|x| ids.resolve(*x) < name.as_str());
+        self.site_order.insert(p, s);
+        s
     }
 
     fn flush_dirty(&mut self, out: &mut Vec<EngineOut>) {
@@ -581,7 +612,7 @@ impl WindowEngine {
                     site_id,
                     site,
                     &self.devs,
-                    &self.dev_ids,
+                    &self.dev_syms,
                     len,
                     start,
                 );
@@ -637,8 +668,18 @@ impl WindowEngine {
             self.deadlines.pop_first();
             due.push(d);
         }
-        let ids = &self.dev_ids;
-        due.sort_by(|a, b| ids.resolve(*a).cmp(ids.resolve(*b)));
+        {
+            // (site id, device id) order, as the earlier `site\0device` keys sorted.
+            let names = Names::get();
+            let name = |d: &u32| {
+                let d = *d as usize;
+                (
+                    self.site_ids.resolve(self.devs[d].site),
+                    names.name(self.dev_syms[d]),
+                )
+            };
+            due.sort_by(|a, b| name(a).cmp(&name(b)));
+        }
         for d in due {
             self.fire_deadline(at, d, out);
         }
@@ -680,7 +721,7 @@ impl WindowEngine {
             site_id,
             site,
             &self.devs,
-            &self.dev_ids,
+            &self.dev_syms,
             len,
             start,
         );
@@ -702,7 +743,7 @@ impl WindowEngine {
                 site_id,
                 site,
                 &mut self.devs,
-                &self.dev_ids,
+                &self.dev_syms,
                 &self.battery,
                 start,
                 start + len,
@@ -773,7 +814,7 @@ fn compute(
     site_id: &str,
     site: &Site,
     devs: &[Dev],
-    ids: &Interner,
+    ids: &[Sym],
     len: i64,
     s: i64,
 ) -> Vec<(String, u64, Metrics)> {
@@ -799,8 +840,7 @@ fn compute(
                 let d = &devs[di as usize];
                 if d.range((s, 0, 0)..(e, 0, 0)).next().is_some() {
                     let (c, m) = grid_metrics(std::iter::once(d), nominal, band, s, e);
-                    let id = ids.resolve(di);
-                    rows.push((id.split_once('\0').map_or(id, |x| x.1).to_string(), c, m));
+                    rows.push((ids[di as usize].name(), c, m));
                 }
             }
             rows
@@ -996,7 +1036,7 @@ fn site_alerts(
     site_id: &str,
     site: &mut Site,
     devs: &mut [Dev],
-    ids: &Interner,
+    ids: &[Sym],
     battery: &HashMap<u32, Battery>,
     s: i64,
     e: i64,
@@ -1043,10 +1083,7 @@ fn site_alerts(
                 };
                 let d = &mut devs[di as usize];
                 let pct = f64::from(*pct);
-                let id = || {
-                    let id = ids.resolve(di);
-                    id.split_once('\0').map_or(id, |x| x.1).to_string()
-                };
+                let id = || ids[di as usize].name();
                 if !d.flag(BATTERY_RAISED) && pct < cfg.battery_low_pct {
                     d.set(BATTERY_RAISED, true);
                     batt.push((id(), AlertState::Raised, pct));

@@ -188,10 +188,9 @@ fn batches(seed: u64, timed: &[(i64, Reading)]) -> Vec<(u64, Vec<CoreInput>)> {
     let mut by: BTreeMap<i64, Vec<CoreInput>> = BTreeMap::new();
     for (arr, r) in timed {
         let t = arr - arr.rem_euclid(5_000) + 5_000;
-        by.entry(t).or_default().push(CoreInput::Reading {
-            reading: r.clone(),
-            ingest_ms: *arr,
-        });
+        by.entry(t)
+            .or_default()
+            .push(CoreInput::reading(r.clone(), *arr));
     }
     by.into_iter()
         .map(|(t, mut v)| {
@@ -216,9 +215,10 @@ fn reference_admission(b: &[(u64, Vec<CoreInput>)], horizon: i64) -> Expected {
     };
     for (t, batch) in b {
         for x in batch {
-            let CoreInput::Reading { reading: r, .. } = x else {
+            let CoreInput::Reading(r) = x else {
                 continue;
             };
+            let r = &r.to_reading().expect("valid ids");
             if r.ts_ms < *t as i64 - horizon {
                 e.too_late += 1;
             } else if !seen.insert((r.device.to_string(), r.boot, r.seq)) {

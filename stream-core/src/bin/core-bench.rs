@@ -78,7 +78,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use stream_core::dataflow::{build, emit, run_finite};
 use stream_core::dedup::DedupCore;
-use stream_core::model::Routed;
+use stream_core::model::CoreReading;
 use stream_core::window::WindowEngine;
 use stream_core::{CoreInput, CoreOutput, SiteInfo, WindowConfig};
 use telemetry::{
@@ -164,6 +164,7 @@ fn pipeline(workers: usize, msgs: Arc<Vec<(i64, Vec<u8>)>>, feed: Feed) -> (f64,
             .probe_with(&probe);
         });
         let limits = Limits::default();
+        let mut buf = Vec::new();
         for (j, (ts, body)) in msgs.iter().enumerate() {
             // One timely time per ingest group of GROUP messages, as the service's writer stamps one
             // group commit (`--per-message`: one time per message, the old behaviour).
@@ -174,11 +175,11 @@ fn pipeline(workers: usize, msgs: Arc<Vec<(i64, Vec<u8>)>>, feed: Feed) -> (f64,
             if j % peers == index
                 && let Ok(d) = telemetry::json::decode(body, &limits, *ts + 1_000)
             {
-                for r in d.readings {
-                    input.send(CoreInput::Reading {
-                        reading: r,
-                        ingest_ms: *ts,
-                    });
+                // As the service's writer does: one symbol-table pass per message.
+                buf.clear();
+                CoreReading::extend_inputs(d.readings, *ts, &mut buf);
+                for x in buf.drain(..) {
+                    input.send(x);
                 }
             }
             if j % GROUP == 0 {
@@ -331,32 +332,14 @@ fn digest(workers: usize) -> (usize, u64) {
         let arr = r.ts_ms + delay;
         if rng.next(10) == 0 {
             let again = r.ts_ms + rng.next(900_000) as i64;
-            timed.push((
-                again,
-                CoreInput::Reading {
-                    reading: r.clone(),
-                    ingest_ms: again,
-                },
-            ));
+            timed.push((again, CoreInput::reading(r.clone(), again)));
         }
-        timed.push((
-            arr,
-            CoreInput::Reading {
-                reading: r,
-                ingest_ms: arr,
-            },
-        ));
+        timed.push((arr, CoreInput::reading(r, arr)));
     }
     for k in 0..5u32 {
         let r = reading(0, 10_000 + k, t0 - 25 * 3_600_000);
         let arr = t0 + 300_000 + i64::from(k) * 1000;
-        timed.push((
-            arr,
-            CoreInput::Reading {
-                reading: r,
-                ingest_ms: arr,
-            },
-        ));
+        timed.push((arr, CoreInput::reading(r, arr)));
         timed.push((
             arr,
             CoreInput::Rejected {
@@ -453,11 +436,8 @@ fn state_per_device(devices: u32) -> (f64, usize) {
     // the two RSS samples (a freed large buffer would be returned to the OS and hide state bytes).
     let before = rss_bytes();
     for lo in (0..devices).step_by(64) {
-        let batch: Vec<Routed> = (lo..devices.min(lo + 64))
-            .map(|d| Routed {
-                reading: reading(d, 0, T0 + i64::from(d % 60_000)),
-                ingest_ms: T0,
-            })
+        let batch: Vec<CoreReading> = (lo..devices.min(lo + 64))
+            .map(|d| CoreReading::new(reading(d, 0, T0 + i64::from(d % 60_000)), T0))
             .collect();
         let (acc, seen) = dedup.ingest(t, batch);
         drop(seen);

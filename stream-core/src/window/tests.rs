@@ -3,8 +3,8 @@ use telemetry::{DeviceId, DistrictId, ParkingChange, SiteId, TimeSource};
 
 const T0: i64 = 1_700_000_040_000; // a multiple of 60 s
 
-fn change(dev: &str, seq: u32, ts: i64, occ: bool) -> Reading {
-    Reading {
+fn change(dev: &str, seq: u32, ts: i64, occ: bool) -> CoreReading {
+    let r = telemetry::Reading {
         device: DeviceId::new(dev).unwrap(),
         site: SiteId::new("L").unwrap(),
         district: DistrictId::new("c").unwrap(),
@@ -17,7 +17,8 @@ fn change(dev: &str, seq: u32, ts: i64, occ: bool) -> Reading {
             occupied: occ,
             field_ut: 1.0,
         }),
-    }
+    };
+    CoreReading::new(r, ts)
 }
 
 fn engine(cap: u32) -> WindowEngine {
