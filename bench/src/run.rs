@@ -373,10 +373,10 @@ fn open_ro(path: &Path) -> anyhow::Result<rusqlite::Connection> {
     Ok(c)
 }
 
-fn key_stored(c: &rusqlite::Connection, device: &str, seq: u32) -> bool {
+fn key_stored(c: &rusqlite::Connection, (device, seq, ts_ms): &(String, u32, i64)) -> bool {
     c.query_row(
-        "SELECT 1 FROM readings WHERE device = ?1 AND boot = 1 AND seq = ?2",
-        rusqlite::params![device, seq],
+        "SELECT 1 FROM readings WHERE ts_ms = ?1 AND device = ?2 AND boot = 1 AND seq = ?3",
+        rusqlite::params![ts_ms, device, seq],
         |_| Ok(()),
     )
     .is_ok()
@@ -417,12 +417,12 @@ struct Probe {
 type ProbeSeen = (Vec<(usize, Instant)>, BTreeMap<i64, Instant>);
 
 fn start_probe(db: PathBuf, w: &Workload, sample_every: usize, fast: bool) -> Probe {
-    let keys: Vec<(usize, String, u32)> = w
+    let keys: Vec<(usize, (String, u32, i64))> = w
         .messages
         .iter()
         .enumerate()
         .filter(|(i, _)| fast && i % sample_every.max(1) == 0)
-        .map(|(i, m)| (i, m.last_key.0.clone(), m.last_key.1))
+        .map(|(i, m)| (i, m.last_key.clone()))
         .collect();
     let starts: Vec<i64> = {
         let mut s: Vec<i64> = w.reference.keys().map(|k| k.1).collect();
@@ -442,7 +442,7 @@ fn start_probe(db: PathBuf, w: &Workload, sample_every: usize, fast: bool) -> Pr
         let mut next = 0;
         let mut last_win = Instant::now() - Duration::from_secs(1);
         while !stop2.load(Ordering::Acquire) {
-            while next < keys.len() && key_stored(&c, &keys[next].1, keys[next].2) {
+            while next < keys.len() && key_stored(&c, &keys[next].1) {
                 seen_keys.push((keys[next].0, Instant::now()));
                 next += 1;
             }
@@ -559,7 +559,7 @@ pub async fn run_one(
             }
             System::Core => {
                 if let Some(c) = &ro
-                    && key_stored(c, &last.0, last.1)
+                    && key_stored(c, &last)
                 {
                     done_at = Some(Instant::now());
                     break;

@@ -17,8 +17,9 @@ pub struct Message {
     pub topic: String,
     /// JSON payload from `telemetry::json::encode`.
     pub payload: Vec<u8>,
-    /// Key `(device, seq)` of its last reading.
-    pub last_key: (String, u32),
+    /// Key `(device, seq, ts_ms)` of its last reading (the store's raw table is keyed by event time
+    /// first, so a lookup needs `ts_ms` to be an index search).
+    pub last_key: (String, u32, i64),
 }
 
 /// A whole workload: messages in publish order, plus the flush message.
@@ -126,7 +127,7 @@ impl Workload {
                 };
                 let last = pending
                     .last()
-                    .map(|r| (r.device.as_str().to_string(), r.seq));
+                    .map(|r| (r.device.as_str().to_string(), r.seq, r.ts_ms));
                 messages.push(Message {
                     topic,
                     payload: telemetry::json::encode(&pending),
@@ -149,7 +150,7 @@ impl Workload {
                 payload: telemetry::json::encode(c),
                 last_key: c
                     .last()
-                    .map(|r| (r.device.as_str().to_string(), r.seq))
+                    .map(|r| (r.device.as_str().to_string(), r.seq, r.ts_ms))
                     .unwrap_or_default(),
             })
             .collect();

@@ -278,7 +278,8 @@ pub struct DeviceHealth {
 pub struct ReadingCounts {
     /// Rows in the raw readings table.
     pub rows: u64,
-    /// Distinct `(device, boot, seq)` keys (equal to `rows` by the unique constraint).
+    /// Distinct `(device, boot, seq)` keys. Equal to `rows` unless a key was received again with
+    /// another event time (stored raw as a second row; see the SQLite store's schema notes).
     pub distinct_keys: u64,
 }
 
@@ -296,8 +297,9 @@ pub type ReplayCursor = (i64, String, u32, u32);
 
 /// The storage interface. Blocking; async callers use `tokio::task::spawn_blocking`.
 pub trait SeriesStore: Send + Sync {
-    /// Raw readings, idempotent on (device, boot, seq): a second write of the same key changes nothing.
-    /// `ingest_ms` is the receive time (UTC epoch ms). Returns how many were new. One transaction.
+    /// Raw readings, idempotent on (device, boot, seq, ts_ms): a second write of the same reading
+    /// changes nothing. `ingest_ms` is the receive time (UTC epoch ms). Returns how many were new. One
+    /// transaction.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when retryable; nothing was written then.

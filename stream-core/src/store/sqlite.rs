@@ -1,7 +1,9 @@
 //! [`SqliteStore`]: the embedded store, one SQLite file in WAL mode.
 //!
 //! Schema (migrations keyed by `PRAGMA user_version`):
-//! - `readings`: one row per `(device, boot, seq)` (unique), the reading as JSON plus indexed columns.
+//! - `readings`: primary key `(ts_ms, device, boot, seq)` (event-time order, so a commit appends to a
+//!   few adjacent pages and every time-range query is one primary-key range scan), the reading as
+//!   JSON plus its key columns. A re-sent reading (same key and event time) is stored once.
 //! - `devices`: last seen / battery / boot per device, maintained in the same transaction as `readings`.
 //! - `aggregates`: primary key `(kind, scope, id, window_ms, start_ms, version)`, metrics as JSON text
 //!   (a name → number object; other tools read it as such). A series over a range is one primary-key
@@ -71,11 +73,27 @@ const MIGRATIONS: &[&str] = &[
     // per device (`readings_device_ts`). Dropping them roughly halves the WAL pages written per reading.
     "DROP INDEX IF EXISTS readings_device_ts;
      DROP INDEX IF EXISTS readings_site_ts;",
+    // 4: readings in event-time order. Keyed by `(device, boot, seq)`, each device's newest rows sat on
+    // their own leaf page, so a commit holding one reading per device wrote about one 4 KiB WAL page per
+    // reading. Keyed by `(ts_ms, device, boot, seq)`, a commit's readings (event times close together)
+    // fill a few adjacent pages at the right edge of the tree. Every `readings` query reads a time range
+    // in exactly this order, so the primary key replaces `readings_ts`. A re-sent reading (same key and
+    // event time: QoS 1 redelivery, a gateway replaying its spool) is still stored once; the same
+    // `(device, boot, seq)` with another event time is another row (the dataflow's dedup drops it).
+    "CREATE TABLE readings_v4 (
+        ts_ms INTEGER NOT NULL, device TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+        site TEXT NOT NULL, district TEXT NOT NULL, kind TEXT NOT NULL, type TEXT NOT NULL,
+        ingest_ms INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (ts_ms, device, boot, seq)) WITHOUT ROWID;
+     INSERT INTO readings_v4 (ts_ms, device, boot, seq, site, district, kind, type, ingest_ms, body)
+        SELECT ts_ms, device, boot, seq, site, district, kind, type, ingest_ms, body FROM readings;
+     DROP TABLE readings;
+     ALTER TABLE readings_v4 RENAME TO readings;",
 ];
 
 /// Page cache of the write connection, KiB (SQLite's default is 2,000 KiB). The hot set of an ingest
-/// write is the last leaf page of every device in `readings` plus the `devices` rows: with a few
-/// thousand devices that no longer fits the default, and each miss is a read syscall.
+/// write is the right edge of `readings` (late readings land further back) plus the `devices` rows:
+/// with many thousand devices that no longer fits the default, and each miss is a read syscall.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// WAL pages after which a commit of the write connection checkpoints by itself (SQLite's default is
 /// 1,000). The background checkpointer ([`CHECKPOINT_INTERVAL`]) normally runs first; this is the

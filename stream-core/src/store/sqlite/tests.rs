@@ -108,6 +108,36 @@ fn readings_are_idempotent_and_survive_reopen() {
     assert_eq!(h[1].battery_pct, None);
 }
 
+/// The raw table is keyed by `(ts_ms, device, boot, seq)`: the same `(device, boot, seq)` received
+/// again with another event time (e.g. stamped twice by a gateway) is a second raw row, which the
+/// counts show (the dataflow's dedup is what keeps it out of aggregates); with the same event time it
+/// is stored once.
+#[test]
+fn same_key_with_another_event_time_is_a_second_raw_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("core.sqlite")).unwrap();
+    let first = reading("d1", 1, 7, T0, change(true));
+    let restamped = reading("d1", 1, 7, T0 + 40, change(true));
+    assert_eq!(
+        s.write_readings(std::slice::from_ref(&first), T0 + 50)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.write_readings(std::slice::from_ref(&first), T0 + 60)
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.write_readings(&[restamped], T0 + 70).unwrap(), 1);
+    assert_eq!(
+        s.reading_counts().unwrap(),
+        ReadingCounts {
+            rows: 2,
+            distinct_keys: 1
+        }
+    );
+}
+
 #[test]
 fn aggregates_upsert_and_highest_version_wins() {
     let dir = tempfile::tempdir().unwrap();
@@ -512,11 +542,12 @@ fn concurrent_opens_of_a_new_file_migrate_once() {
     }
 }
 
-/// Migration 3 drops the two `readings` indexes no query used: a version-2 file with readings keeps
-/// them readable (raw query, replay, counts) after the upgrade, and every `readings` query still runs
-/// from an index (`readings_ts` or the primary key), never a full scan.
+/// Migrations 3 and 4 (unused `readings` indexes dropped; `readings` rekeyed by event time): a
+/// version-2 file with readings keeps them readable (raw query, replay, counts) after the upgrade, the
+/// table has no secondary index left, and every `readings` query runs from the primary key, never a
+/// full scan or a temporary sort.
 #[test]
-fn migration_3_drops_unused_reading_indexes_and_keeps_rows() {
+fn migrations_3_and_4_rekey_readings_and_keep_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.sqlite");
     let old = vec![
@@ -550,7 +581,7 @@ fn migration_3_drops_unused_reading_indexes_and_keeps_rows() {
         }
     }
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), 4);
     let indexes: Vec<String> = {
         let c = lock(&s.writer);
         let mut st = c
@@ -561,7 +592,13 @@ fn migration_3_drops_unused_reading_indexes_and_keeps_rows() {
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    assert_eq!(indexes, vec!["readings_ts".to_string()]);
+    // Only SQLite's own primary-key index of the WITHOUT ROWID table.
+    assert!(
+        indexes
+            .iter()
+            .all(|n| n.starts_with("sqlite_autoindex_readings")),
+        "{indexes:?}"
+    );
     // Old rows: readable through every read path, in time order.
     let mut by_time = old.clone();
     by_time.sort_by_key(|r| r.ts_ms);
