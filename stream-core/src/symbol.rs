@@ -176,6 +176,12 @@ impl Names {
     pub fn name(&self, s: Sym) -> &str {
         self.0.names.resolve(s.id)
     }
+
+    /// The id string of the symbol with index `i` ([`Sym::index`]). Panics on an index not handed
+    /// out in this process.
+    pub fn at(&self, i: u32) -> &str {
+        self.0.names.resolve(i)
+    }
 }
 
 /// Interns several ids under one read lock (plus one write lock when some are new): the feeder's
@@ -243,8 +249,9 @@ impl SlotMap {
     pub fn set(&mut self, s: Sym, slot: u32) {
         let i = s.id as usize;
         if i >= self.slots.len() {
-            // Grow by half (not double): the map is sized by the process-wide symbol count.
-            let n = (i + 1).max(self.slots.len() + self.slots.len() / 2).max(64);
+            // Grow by a quarter (not double): the map is sized by the process-wide symbol count.
+            let n = (i + 1).max(self.slots.len() + self.slots.len() / 4).max(64);
+            self.slots.reserve_exact(n - self.slots.len());
             self.slots.resize(n, 0);
         }
         self.slots[i] = slot + 1;

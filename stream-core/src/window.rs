@@ -32,7 +32,7 @@
 //! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged.
 
 use crate::model::{CoreReading, DevReg, Interner, SiteInfo, WindowConfig, window_start};
-use crate::symbol::{Names, SlotMap, Sym};
+use crate::symbol::{Names, SlotMap};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -373,8 +373,8 @@ pub struct WindowEngine {
     dev_slots: SlotMap,
     /// `(site, device symbol)` → slot, for a device seen under more than one site (rare).
     dev_pairs: HashMap<(u32, u32), u32>,
-    /// The device symbol of each slot.
-    dev_syms: Vec<Sym>,
+    /// The device symbol index of each slot ([`Sym::index`](crate::symbol::Sym::index)).
+    dev_syms: Vec<u32>,
     devs: Vec<Dev>,
     battery: HashMap<u32, Battery>,
     /// (close time, site id, L, start).
@@ -443,7 +443,7 @@ impl WindowEngine {
 
     /// The device id of slot `d`.
     fn dev_name(&self, d: u32) -> String {
-        self.dev_syms[d as usize].name()
+        Names::get().at(self.dev_syms[d as usize]).to_string()
     }
 
     /// Adds deduplicated readings at watermark time `t`. Corrections and offline clears go to `out`.
@@ -475,7 +475,7 @@ impl WindowEngine {
                     None => {
                         let d = self.devs.len() as u32;
                         self.devs.push(Dev::new(site_ix));
-                        self.dev_syms.push(r.device);
+                        self.dev_syms.push(r.device.index());
                         if first.is_none() {
                             self.dev_slots.set(r.device, d);
                         } else {
@@ -485,7 +485,7 @@ impl WindowEngine {
                         let names = Names::get();
                         let syms = &self.dev_syms;
                         let p = site.devs.partition_point(|x| {
-                            names.name(syms[*x as usize]) < names.name(r.device)
+                            names.at(syms[*x as usize]) < names.name(r.device)
                         });
                         site.devs.insert(p, d);
                         d
@@ -675,7 +675,7 @@ impl WindowEngine {
                 let d = *d as usize;
                 (
                     self.site_ids.resolve(self.devs[d].site),
-                    names.name(self.dev_syms[d]),
+                    names.at(self.dev_syms[d]),
                 )
             };
             due.sort_by(|a, b| name(a).cmp(&name(b)));
@@ -814,7 +814,7 @@ fn compute(
     site_id: &str,
     site: &Site,
     devs: &[Dev],
-    ids: &[Sym],
+    ids: &[u32],
     len: i64,
     s: i64,
 ) -> Vec<(String, u64, Metrics)> {
@@ -840,7 +840,7 @@ fn compute(
                 let d = &devs[di as usize];
                 if d.range((s, 0, 0)..(e, 0, 0)).next().is_some() {
                     let (c, m) = grid_metrics(std::iter::once(d), nominal, band, s, e);
-                    rows.push((ids[di as usize].name(), c, m));
+                    rows.push((Names::get().at(ids[di as usize]).to_string(), c, m));
                 }
             }
             rows
@@ -1036,7 +1036,7 @@ fn site_alerts(
     site_id: &str,
     site: &mut Site,
     devs: &mut [Dev],
-    ids: &[Sym],
+    ids: &[u32],
     battery: &HashMap<u32, Battery>,
     s: i64,
     e: i64,
@@ -1083,7 +1083,7 @@ fn site_alerts(
                 };
                 let d = &mut devs[di as usize];
                 let pct = f64::from(*pct);
-                let id = || ids[di as usize].name();
+                let id = || Names::get().at(ids[di as usize]).to_string();
                 if !d.flag(BATTERY_RAISED) && pct < cfg.battery_low_pct {
                     d.set(BATTERY_RAISED, true);
                     batt.push((id(), AlertState::Raised, pct));
