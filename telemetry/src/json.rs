@@ -114,6 +114,25 @@ pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rej
     decode_general(bytes, limits, now_ms)
 }
 
+/// [`decode`] without its fast path: the size and scan checks, then the general path that classifies
+/// every refusal. Gives exactly [`decode`]'s result for every input (same readings with the same
+/// field values bit for bit, same refusals with the same reasons, details and indexes), only slower.
+/// It is the reference the fast path is tested against, and the "before" figure of
+/// `benches/decode.rs`; production code calls [`decode`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_reference(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rejection> {
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(Rejection::whole(
+            RejectReason::TooLarge,
+            format!("{} bytes > limit {}", bytes.len(), limits.max_payload_bytes),
+        ));
+    }
+    scan(bytes, limits.max_depth)?;
+    decode_general(bytes, limits, now_ms)
+}
+
 /// [`decode`] after the size and scan checks, for any input.
 fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rejection> {
     let version: VersionOnly = serde_json::from_slice(bytes).map_err(|e| classify(&e, None))?;

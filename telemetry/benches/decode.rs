@@ -1,0 +1,167 @@
+//! `decode` bench: CPU time per reading of `telemetry::json::decode` (fast path) against
+//! `telemetry::json::decode_reference` (the general path alone), on batches of 50 readings as
+//! `telemetry::json::encode` writes them. Prints figures; asserts nothing about time.
+//!
+//! Run: `cargo bench -p telemetry --features std --bench decode`.
+//!
+//! CPU time is the thread's own (`/proc/thread-self/schedstat`, ns), so other jobs on the machine do
+//! not inflate it the way they inflate wall time. Each figure: 7 repetitions of 4,000 messages
+//! (200,000 readings); min and median of the repetitions.
+//!
+//! # Figures (µs CPU per reading, min / median)
+//! Filled in below by the commits that change the decoder.
+
+use std::hint::black_box;
+use telemetry::json::{decode, decode_reference, encode};
+use telemetry::{
+    DeviceId, DistrictId, GridSummary, Limits, Measurement, ParkingChange, Reading, SiteId,
+    TimeSource,
+};
+
+const T0: i64 = 1_800_000_000_000;
+const PER_MESSAGE: usize = 50;
+const MESSAGES: usize = 4_000;
+const REPS: usize = 7;
+
+/// Small xorshift generator (deterministic inputs, no dependency).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in `[lo, hi)`.
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+fn ids(dev: u32) -> (DeviceId, SiteId, DistrictId) {
+    (
+        DeviceId::new(&format!("L{}-b{}", dev / 100, dev % 100)).unwrap(),
+        SiteId::new(&format!("L{}", dev / 100)).unwrap(),
+        DistrictId::new(&format!("d{}", dev / 1000)).unwrap(),
+    )
+}
+
+/// The stream-core bench's parking workload: 2,000 devices, a change each, in event-time order.
+fn parking(i: usize, _rng: &mut Rng) -> Reading {
+    let dev = (i as u32) % 2_000;
+    let seq = (i as u32) / 2_000;
+    let (device, site, district) = ids(dev);
+    Reading {
+        device,
+        site,
+        district,
+        boot: 1,
+        seq,
+        ts_ms: T0 + i as i64 * 10,
+        time_source: TimeSource::Device,
+        replayed: false,
+        data: Measurement::ParkingChange(ParkingChange {
+            occupied: seq.is_multiple_of(2),
+            field_ut: 40.0,
+        }),
+    }
+}
+
+/// Grid summaries with measured-looking values (full-precision f32s, a long f64 energy register).
+fn grid(i: usize, rng: &mut Rng) -> Reading {
+    let dev = (i as u32) % 500;
+    let (device, site, district) = ids(dev);
+    let v_rms = rng.range(225.0, 235.0) as f32;
+    Reading {
+        device,
+        site,
+        district,
+        boot: 3,
+        seq: (i as u32) / 500,
+        ts_ms: T0 + i as i64 * 10,
+        time_source: TimeSource::Device,
+        replayed: false,
+        data: Measurement::GridSummary(GridSummary {
+            interval_s: 60,
+            v_rms_v: v_rms,
+            v_min_v: v_rms - rng.range(0.0, 5.0) as f32,
+            v_max_v: v_rms + rng.range(0.0, 5.0) as f32,
+            i_rms_a: rng.range(0.0, 100.0) as f32,
+            p_kw: rng.range(-20.0, 50.0) as f32,
+            q_kvar: rng.range(-5.0, 5.0) as f32,
+            pf: rng.range(0.8, 1.0) as f32,
+            freq_hz: rng.range(49.9, 50.1) as f32,
+            energy_kwh: rng.range(0.0, 1.0e6),
+        }),
+    }
+}
+
+fn messages(make: fn(usize, &mut Rng) -> Reading) -> Vec<(i64, Vec<u8>)> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..MESSAGES)
+        .map(|m| {
+            let batch: Vec<Reading> = (0..PER_MESSAGE)
+                .map(|k| make(m * PER_MESSAGE + k, &mut rng))
+                .collect();
+            (batch[PER_MESSAGE - 1].ts_ms, encode(&batch))
+        })
+        .collect()
+}
+
+/// This thread's CPU time so far, ns (first field of `/proc/thread-self/schedstat`).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+type DecodeFn =
+    fn(&[u8], &Limits, i64) -> Result<telemetry::json::Decoded, telemetry::json::Rejection>;
+
+/// Min and median CPU µs per reading over [`REPS`] passes.
+fn measure(msgs: &[(i64, Vec<u8>)], f: DecodeFn) -> (f64, f64) {
+    let limits = Limits::default();
+    let mut per = Vec::with_capacity(REPS);
+    for _ in 0..REPS {
+        let t0 = cpu_ns();
+        let mut n = 0usize;
+        for (ts, body) in msgs {
+            let d = f(black_box(body), &limits, *ts + 1_000).expect("bench input is valid");
+            n += d.readings.len();
+            black_box(d);
+        }
+        assert_eq!(n, msgs.len() * PER_MESSAGE, "every reading accepted");
+        per.push((cpu_ns() - t0) as f64 / 1e3 / n as f64);
+    }
+    per.sort_by(f64::total_cmp);
+    (per[0], per[REPS / 2])
+}
+
+fn main() {
+    println!(
+        "decode bench: {MESSAGES} messages x {PER_MESSAGE} readings, {REPS} reps; CPU µs/reading (min / median)"
+    );
+    for (name, make) in [
+        ("parking_change", parking as fn(usize, &mut Rng) -> Reading),
+        ("grid_summary", grid),
+    ] {
+        let msgs = messages(make);
+        let limits = Limits::default();
+        for (ts, body) in &msgs {
+            assert_eq!(
+                decode(body, &limits, *ts + 1_000),
+                decode_reference(body, &limits, *ts + 1_000),
+                "decode and decode_reference disagree on the bench input"
+            );
+        }
+        let bytes: usize = msgs.iter().map(|(_, b)| b.len()).sum();
+        let (gmin, gmed) = measure(&msgs, decode_reference);
+        let (fmin, fmed) = measure(&msgs, decode);
+        println!(
+            "{name:15} ({:.0} B/reading): decode_reference {gmin:.3} / {gmed:.3}   decode {fmin:.3} / {fmed:.3}",
+            bytes as f64 / (MESSAGES * PER_MESSAGE) as f64
+        );
+    }
+}
