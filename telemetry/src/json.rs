@@ -22,6 +22,8 @@ use crate::validate::{Limits, check_reading};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+#[cfg(test)]
+mod equivalence;
 mod fast;
 
 /// A refused message or reading: the stable reason, a human-readable detail, and for a reading its
