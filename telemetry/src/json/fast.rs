@@ -107,6 +107,19 @@ const REPLAYED: u16 = 1 << 7;
 const DATA: u16 = 1 << 8;
 const READING_REQUIRED: u16 = DEVICE | SITE | DISTRICT | BOOT | SEQ | TS_MS | DATA;
 
+/// A reading's keys as [`super::encode`] writes them (quoted, with the colon), in bit order.
+const READING_KEYS: [(&[u8], u16); 9] = [
+    (b"\"device\":", DEVICE),
+    (b"\"site\":", SITE),
+    (b"\"district\":", DISTRICT),
+    (b"\"boot\":", BOOT),
+    (b"\"seq\":", SEQ),
+    (b"\"ts_ms\":", TS_MS),
+    (b"\"time_source\":", TIME_SOURCE),
+    (b"\"replayed\":", REPLAYED),
+    (b"\"data\":", DATA),
+];
+
 /// One reading object.
 fn reading(c: &mut Cursor<'_>) -> Option<Reading> {
     c.eat(b'{')?;
@@ -118,18 +131,22 @@ fn reading(c: &mut Cursor<'_>) -> Option<Reading> {
     let mut data = None;
     loop {
         c.ws();
-        let key = c.key()?;
-        let bit = match key {
-            b"device" => DEVICE,
-            b"site" => SITE,
-            b"district" => DISTRICT,
-            b"boot" => BOOT,
-            b"seq" => SEQ,
-            b"ts_ms" => TS_MS,
-            b"time_source" => TIME_SOURCE,
-            b"replayed" => REPLAYED,
-            b"data" => DATA,
-            _ => return None,
+        // The bits run in the encoder's key order: expect the key after the last one read.
+        let hint = READING_KEYS.get(seen.checked_ilog2().map_or(0, |b| b as usize + 1));
+        let bit = match c.hinted_key(hint) {
+            Some(bit) => bit,
+            None => match c.key()? {
+                b"device" => DEVICE,
+                b"site" => SITE,
+                b"district" => DISTRICT,
+                b"boot" => BOOT,
+                b"seq" => SEQ,
+                b"ts_ms" => TS_MS,
+                b"time_source" => TIME_SOURCE,
+                b"replayed" => REPLAYED,
+                b"data" => DATA,
+                _ => return None,
+            },
         };
         if seen & bit != 0 {
             return None;
@@ -209,6 +226,40 @@ const GRID_SUMMARY: u32 = TYPE
     | ENERGY_KWH;
 const GRID_EVENT: u32 = TYPE | EVENT | DURATION_MS | EXTREME_V;
 
+/// Each variant's keys as [`super::encode`] writes them, the tag first.
+const PARKING_CHANGE_KEYS: [(&[u8], u32); 3] = [
+    (b"\"type\":", TYPE),
+    (b"\"occupied\":", OCCUPIED),
+    (b"\"field_ut\":", FIELD_UT),
+];
+const PARKING_HEARTBEAT_KEYS: [(&[u8], u32); 6] = [
+    (b"\"type\":", TYPE),
+    (b"\"occupied\":", OCCUPIED),
+    (b"\"battery_pct\":", BATTERY_PCT),
+    (b"\"field_ut\":", FIELD_UT),
+    (b"\"transitions\":", TRANSITIONS),
+    (b"\"dropped\":", DROPPED),
+];
+const GRID_SUMMARY_KEYS: [(&[u8], u32); 11] = [
+    (b"\"type\":", TYPE),
+    (b"\"interval_s\":", INTERVAL_S),
+    (b"\"v_rms_v\":", V_RMS_V),
+    (b"\"v_min_v\":", V_MIN_V),
+    (b"\"v_max_v\":", V_MAX_V),
+    (b"\"i_rms_a\":", I_RMS_A),
+    (b"\"p_kw\":", P_KW),
+    (b"\"q_kvar\":", Q_KVAR),
+    (b"\"pf\":", PF),
+    (b"\"freq_hz\":", FREQ_HZ),
+    (b"\"energy_kwh\":", ENERGY_KWH),
+];
+const GRID_EVENT_KEYS: [(&[u8], u32); 4] = [
+    (b"\"type\":", TYPE),
+    (b"\"event\":", EVENT),
+    (b"\"duration_ms\":", DURATION_MS),
+    (b"\"extreme_v\":", EXTREME_V),
+];
+
 /// The values of a measurement object as read, before its tag picks the variant.
 #[derive(Default)]
 struct Fields {
@@ -238,30 +289,35 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
     let mut seen = 0u32;
     let mut tag = 0u32;
     let mut f = Fields::default();
+    let mut order: &[(&[u8], u32)] = &[(b"\"type\":", TYPE)];
     loop {
         c.ws();
-        let key = c.key()?;
-        let bit = match key {
-            b"type" => TYPE,
-            b"occupied" => OCCUPIED,
-            b"field_ut" => FIELD_UT,
-            b"battery_pct" => BATTERY_PCT,
-            b"transitions" => TRANSITIONS,
-            b"dropped" => DROPPED,
-            b"interval_s" => INTERVAL_S,
-            b"v_rms_v" => V_RMS_V,
-            b"v_min_v" => V_MIN_V,
-            b"v_max_v" => V_MAX_V,
-            b"i_rms_a" => I_RMS_A,
-            b"p_kw" => P_KW,
-            b"q_kvar" => Q_KVAR,
-            b"pf" => PF,
-            b"freq_hz" => FREQ_HZ,
-            b"energy_kwh" => ENERGY_KWH,
-            b"event" => EVENT,
-            b"duration_ms" => DURATION_MS,
-            b"extreme_v" => EXTREME_V,
-            _ => return None,
+        // Expect the variant's keys in the encoder's order, the tag first.
+        let hint = order.get(seen.count_ones() as usize);
+        let bit = match c.hinted_key(hint) {
+            Some(bit) => bit,
+            None => match c.key()? {
+                b"type" => TYPE,
+                b"occupied" => OCCUPIED,
+                b"field_ut" => FIELD_UT,
+                b"battery_pct" => BATTERY_PCT,
+                b"transitions" => TRANSITIONS,
+                b"dropped" => DROPPED,
+                b"interval_s" => INTERVAL_S,
+                b"v_rms_v" => V_RMS_V,
+                b"v_min_v" => V_MIN_V,
+                b"v_max_v" => V_MAX_V,
+                b"i_rms_a" => I_RMS_A,
+                b"p_kw" => P_KW,
+                b"q_kvar" => Q_KVAR,
+                b"pf" => PF,
+                b"freq_hz" => FREQ_HZ,
+                b"energy_kwh" => ENERGY_KWH,
+                b"event" => EVENT,
+                b"duration_ms" => DURATION_MS,
+                b"extreme_v" => EXTREME_V,
+                _ => return None,
+            },
         };
         if seen & bit != 0 {
             return None;
@@ -269,11 +325,11 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
         seen |= bit;
         match bit {
             TYPE => {
-                tag = match c.string()? {
-                    b"parking_change" => PARKING_CHANGE,
-                    b"parking_heartbeat" => PARKING_HEARTBEAT,
-                    b"grid_summary" => GRID_SUMMARY,
-                    b"grid_event" => GRID_EVENT,
+                (tag, order) = match c.string()? {
+                    b"parking_change" => (PARKING_CHANGE, &PARKING_CHANGE_KEYS[..]),
+                    b"parking_heartbeat" => (PARKING_HEARTBEAT, &PARKING_HEARTBEAT_KEYS[..]),
+                    b"grid_summary" => (GRID_SUMMARY, &GRID_SUMMARY_KEYS[..]),
+                    b"grid_event" => (GRID_EVENT, &GRID_EVENT_KEYS[..]),
                     _ => return None,
                 }
             }
@@ -472,6 +528,21 @@ impl<'a> Cursor<'a> {
         Some(k)
     }
 
+    /// The key `hint` expects (quoted, with its colon, written as [`super::encode`] writes it) if the
+    /// input has exactly those bytes next: its bit, the cursor past the colon and whitespace. `None`
+    /// (cursor unmoved) otherwise: the caller reads the key in full with [`Self::key`].
+    #[inline]
+    fn hinted_key<B: Copy>(&mut self, hint: Option<&(&[u8], B)>) -> Option<B> {
+        let &(bytes, bit) = hint?;
+        if self.b[self.i..].starts_with(bytes) {
+            self.i += bytes.len();
+            self.ws();
+            Some(bit)
+        } else {
+            None
+        }
+    }
+
     /// An identifier string that passes [`check_id`]: ASCII checked while it is read, anything else
     /// by [`check_id`] itself. Declines an escape or a broken rule (the general path classifies it).
     #[inline]
@@ -526,7 +597,8 @@ impl<'a> Cursor<'a> {
         if negative {
             self.i += 1;
         }
-        let mut significand: u64 = match self.peek()? {
+        let mut significand: u64 = 0;
+        let mut count = match self.peek()? {
             b'0' => {
                 self.i += 1;
                 // There can be only one leading '0'.
@@ -535,42 +607,25 @@ impl<'a> Cursor<'a> {
                 }
                 0
             }
-            d @ b'1'..=b'9' => {
-                self.i += 1;
-                u64::from(d - b'0')
-            }
+            b'1'..=b'9' => self.digits(&mut significand),
             _ => return None,
         };
-        while let Some(d @ b'0'..=b'9') = self.peek() {
-            self.i += 1;
-            significand = match significand
-                .checked_mul(10)
-                .and_then(|s| s.checked_add(u64::from(d - b'0')))
-            {
-                Some(s) => s,
-                None => return self.number_by_serde_json(start),
-            };
-        }
         let mut exponent: i32 = 0;
         let mut float = false;
         if self.peek() == Some(b'.') {
             self.i += 1;
             float = true;
-            while let Some(d @ b'0'..=b'9') = self.peek() {
-                self.i += 1;
-                significand = match significand
-                    .checked_mul(10)
-                    .and_then(|s| s.checked_add(u64::from(d - b'0')))
-                {
-                    Some(s) => s,
-                    None => return self.number_by_serde_json(start),
-                };
-                exponent -= 1;
-            }
+            let after_point = self.digits(&mut significand);
             // At least one digit after the point.
-            if exponent == 0 {
+            if after_point == 0 {
                 return None;
             }
+            count += after_point;
+            exponent = -(after_point as i32);
+        }
+        // Up to 19 digits cannot overflow the u64 significand (here or in serde_json).
+        if count > 19 {
+            return self.number_by_serde_json(start);
         }
         if let Some(b'e' | b'E') = self.peek() {
             self.i += 1;
@@ -624,6 +679,22 @@ impl<'a> Cursor<'a> {
             f /= pow;
         }
         Some(Num::F64(if negative { -f } else { f }))
+    }
+
+    /// Decimal digits, gathered into `acc` (which may wrap: the caller checks the count); returns
+    /// how many.
+    #[inline]
+    fn digits(&mut self, acc: &mut u64) -> usize {
+        let start = self.i;
+        while let Some(&b) = self.b.get(self.i) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            *acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+            self.i += 1;
+        }
+        self.i - start
     }
 
     /// The number token starting at `start`, parsed by serde_json (rare long forms).
