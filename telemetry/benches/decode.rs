@@ -2,7 +2,8 @@
 //! `telemetry::json::decode_reference` (the general path alone), on batches of 50 readings as
 //! `telemetry::json::encode` writes them. Prints figures; asserts nothing about time.
 //!
-//! Run: `cargo bench -p telemetry --features std --bench decode`.
+//! Run: `cargo bench -p telemetry --features std --bench decode` (append `-- --only-decode` to skip
+//! the reference figures, e.g. under `perf record`).
 //!
 //! CPU time is the thread's own (`/proc/thread-self/schedstat`, ns), so other jobs on the machine do
 //! not inflate it the way they inflate wall time. Each figure: 7 repetitions of 4,000 messages
@@ -140,6 +141,8 @@ fn measure(msgs: &[(i64, Vec<u8>)], f: DecodeFn) -> (f64, f64) {
 }
 
 fn main() {
+    // `-- --only-decode`: skip the reference figures (for profiling the fast path).
+    let only_decode = std::env::args().any(|a| a == "--only-decode");
     println!(
         "decode bench: {MESSAGES} messages x {PER_MESSAGE} readings, {REPS} reps; CPU µs/reading (min / median)"
     );
@@ -157,7 +160,11 @@ fn main() {
             );
         }
         let bytes: usize = msgs.iter().map(|(_, b)| b.len()).sum();
-        let (gmin, gmed) = measure(&msgs, decode_reference);
+        let (gmin, gmed) = if only_decode {
+            (f64::NAN, f64::NAN)
+        } else {
+            measure(&msgs, decode_reference)
+        };
         let (fmin, fmed) = measure(&msgs, decode);
         println!(
             "{name:15} ({:.0} B/reading): decode_reference {gmin:.3} / {gmed:.3}   decode {fmin:.3} / {fmed:.3}",

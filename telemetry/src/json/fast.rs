@@ -107,17 +107,49 @@ const REPLAYED: u16 = 1 << 7;
 const DATA: u16 = 1 << 8;
 const READING_REQUIRED: u16 = DEVICE | SITE | DISTRICT | BOOT | SEQ | TS_MS | DATA;
 
+/// An expected key: its bytes as written (quote, name, quote, colon; at most 16) packed little-endian
+/// into a `u128` with the mask of those bytes, and the field's bit.
+struct Key<B> {
+    bytes: u128,
+    mask: u128,
+    len: usize,
+    bit: B,
+}
+
+impl<B> Key<B> {
+    const fn new(text: &[u8], bit: B) -> Self {
+        assert!(text.len() <= 16);
+        let mut bytes = 0u128;
+        let mut i = 0;
+        while i < text.len() {
+            bytes |= (text[i] as u128) << (8 * i);
+            i += 1;
+        }
+        let mask = if text.len() == 16 {
+            u128::MAX
+        } else {
+            (1u128 << (8 * text.len())) - 1
+        };
+        Key {
+            bytes,
+            mask,
+            len: text.len(),
+            bit,
+        }
+    }
+}
+
 /// A reading's keys as [`super::encode`] writes them (quoted, with the colon), in bit order.
-const READING_KEYS: [(&[u8], u16); 9] = [
-    (b"\"device\":", DEVICE),
-    (b"\"site\":", SITE),
-    (b"\"district\":", DISTRICT),
-    (b"\"boot\":", BOOT),
-    (b"\"seq\":", SEQ),
-    (b"\"ts_ms\":", TS_MS),
-    (b"\"time_source\":", TIME_SOURCE),
-    (b"\"replayed\":", REPLAYED),
-    (b"\"data\":", DATA),
+const READING_KEYS: [Key<u16>; 9] = [
+    Key::new(b"\"device\":", DEVICE),
+    Key::new(b"\"site\":", SITE),
+    Key::new(b"\"district\":", DISTRICT),
+    Key::new(b"\"boot\":", BOOT),
+    Key::new(b"\"seq\":", SEQ),
+    Key::new(b"\"ts_ms\":", TS_MS),
+    Key::new(b"\"time_source\":", TIME_SOURCE),
+    Key::new(b"\"replayed\":", REPLAYED),
+    Key::new(b"\"data\":", DATA),
 ];
 
 /// One reading object.
@@ -227,37 +259,37 @@ const GRID_SUMMARY: u32 = TYPE
 const GRID_EVENT: u32 = TYPE | EVENT | DURATION_MS | EXTREME_V;
 
 /// Each variant's keys as [`super::encode`] writes them, the tag first.
-const PARKING_CHANGE_KEYS: [(&[u8], u32); 3] = [
-    (b"\"type\":", TYPE),
-    (b"\"occupied\":", OCCUPIED),
-    (b"\"field_ut\":", FIELD_UT),
+const PARKING_CHANGE_KEYS: [Key<u32>; 3] = [
+    Key::new(b"\"type\":", TYPE),
+    Key::new(b"\"occupied\":", OCCUPIED),
+    Key::new(b"\"field_ut\":", FIELD_UT),
 ];
-const PARKING_HEARTBEAT_KEYS: [(&[u8], u32); 6] = [
-    (b"\"type\":", TYPE),
-    (b"\"occupied\":", OCCUPIED),
-    (b"\"battery_pct\":", BATTERY_PCT),
-    (b"\"field_ut\":", FIELD_UT),
-    (b"\"transitions\":", TRANSITIONS),
-    (b"\"dropped\":", DROPPED),
+const PARKING_HEARTBEAT_KEYS: [Key<u32>; 6] = [
+    Key::new(b"\"type\":", TYPE),
+    Key::new(b"\"occupied\":", OCCUPIED),
+    Key::new(b"\"battery_pct\":", BATTERY_PCT),
+    Key::new(b"\"field_ut\":", FIELD_UT),
+    Key::new(b"\"transitions\":", TRANSITIONS),
+    Key::new(b"\"dropped\":", DROPPED),
 ];
-const GRID_SUMMARY_KEYS: [(&[u8], u32); 11] = [
-    (b"\"type\":", TYPE),
-    (b"\"interval_s\":", INTERVAL_S),
-    (b"\"v_rms_v\":", V_RMS_V),
-    (b"\"v_min_v\":", V_MIN_V),
-    (b"\"v_max_v\":", V_MAX_V),
-    (b"\"i_rms_a\":", I_RMS_A),
-    (b"\"p_kw\":", P_KW),
-    (b"\"q_kvar\":", Q_KVAR),
-    (b"\"pf\":", PF),
-    (b"\"freq_hz\":", FREQ_HZ),
-    (b"\"energy_kwh\":", ENERGY_KWH),
+const GRID_SUMMARY_KEYS: [Key<u32>; 11] = [
+    Key::new(b"\"type\":", TYPE),
+    Key::new(b"\"interval_s\":", INTERVAL_S),
+    Key::new(b"\"v_rms_v\":", V_RMS_V),
+    Key::new(b"\"v_min_v\":", V_MIN_V),
+    Key::new(b"\"v_max_v\":", V_MAX_V),
+    Key::new(b"\"i_rms_a\":", I_RMS_A),
+    Key::new(b"\"p_kw\":", P_KW),
+    Key::new(b"\"q_kvar\":", Q_KVAR),
+    Key::new(b"\"pf\":", PF),
+    Key::new(b"\"freq_hz\":", FREQ_HZ),
+    Key::new(b"\"energy_kwh\":", ENERGY_KWH),
 ];
-const GRID_EVENT_KEYS: [(&[u8], u32); 4] = [
-    (b"\"type\":", TYPE),
-    (b"\"event\":", EVENT),
-    (b"\"duration_ms\":", DURATION_MS),
-    (b"\"extreme_v\":", EXTREME_V),
+const GRID_EVENT_KEYS: [Key<u32>; 4] = [
+    Key::new(b"\"type\":", TYPE),
+    Key::new(b"\"event\":", EVENT),
+    Key::new(b"\"duration_ms\":", DURATION_MS),
+    Key::new(b"\"extreme_v\":", EXTREME_V),
 ];
 
 /// The values of a measurement object as read, before its tag picks the variant.
@@ -289,7 +321,7 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
     let mut seen = 0u32;
     let mut tag = 0u32;
     let mut f = Fields::default();
-    let mut order: &[(&[u8], u32)] = &[(b"\"type\":", TYPE)];
+    let mut order: &[Key<u32>] = &[Key::new(b"\"type\":", TYPE)];
     loop {
         c.ws();
         // Expect the variant's keys in the encoder's order, the tag first.
@@ -528,16 +560,22 @@ impl<'a> Cursor<'a> {
         Some(k)
     }
 
-    /// The key `hint` expects (quoted, with its colon, written as [`super::encode`] writes it) if the
-    /// input has exactly those bytes next: its bit, the cursor past the colon and whitespace. `None`
-    /// (cursor unmoved) otherwise: the caller reads the key in full with [`Self::key`].
+    /// The key `hint` expects (as [`super::encode`] writes it) if the input has exactly its bytes
+    /// next: its bit, the cursor past the colon and whitespace. `None` (cursor unmoved) otherwise:
+    /// the caller reads the key in full with [`Self::key`].
     #[inline]
-    fn hinted_key<B: Copy>(&mut self, hint: Option<&(&[u8], B)>) -> Option<B> {
-        let &(bytes, bit) = hint?;
-        if self.b[self.i..].starts_with(bytes) {
-            self.i += bytes.len();
+    fn hinted_key<B: Copy>(&mut self, hint: Option<&Key<B>>) -> Option<B> {
+        let hint = hint?;
+        let rest = &self.b[self.i..];
+        let matched = match rest.first_chunk::<16>() {
+            // One 16-byte compare under the key's mask (no call into memcmp).
+            Some(chunk) => (u128::from_le_bytes(*chunk) ^ hint.bytes) & hint.mask == 0,
+            None => rest.starts_with(&hint.bytes.to_le_bytes()[..hint.len]),
+        };
+        if matched {
+            self.i += hint.len;
             self.ws();
-            Some(bit)
+            Some(hint.bit)
         } else {
             None
         }
