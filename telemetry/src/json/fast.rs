@@ -709,7 +709,11 @@ impl<'a> Cursor<'a> {
         let Some(&pow) = POW10.get(exponent.unsigned_abs() as usize) else {
             return self.number_by_serde_json(start);
         };
-        let mut f = significand as f64;
+        // The same rounding either way; through `i64` it is one instruction on x86-64.
+        let mut f = match i64::try_from(significand) {
+            Ok(v) => v as f64,
+            Err(_) => significand as f64,
+        };
         if exponent >= 0 {
             // Finite: at most u64::MAX × 10^22.
             f *= pow;
