@@ -674,6 +674,13 @@ fn numbers_convert_as_serde_json_does() {
             i: 0,
         };
         let n = c.number().filter(|_| c.i == text.len());
+        // The inline integer reader answers as the general number reader does, and stops there.
+        let mut ci = Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let int = ci.integer().filter(|_| ci.i == text.len());
+        assert_eq!(format!("{int:?}"), format!("{n:?}"), "integer {text}");
         let Some(n) = n else {
             declined += 1;
             // Declined: the general path decides (no check needed), but a plain number must not be.

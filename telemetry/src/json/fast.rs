@@ -44,7 +44,7 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Option<Decod
         c.ws();
         match c.key()? {
             b"v" if !version_seen => {
-                if c.number()? != Num::U64(u64::from(crate::PROTOCOL_VERSION)) {
+                if c.integer()? != Num::U64(u64::from(crate::PROTOCOL_VERSION)) {
                     return None;
                 }
                 version_seen = true;
@@ -188,9 +188,9 @@ fn reading(c: &mut Cursor<'_>) -> Option<Reading> {
             DEVICE => device = c.id()?,
             SITE => site = c.id()?,
             DISTRICT => district = c.id()?,
-            BOOT => boot = c.number()?.to_u32()?,
-            SEQ => seq = c.number()?.to_u32()?,
-            TS_MS => ts_ms = c.number()?.to_i64()?,
+            BOOT => boot = c.integer()?.to_u32()?,
+            SEQ => seq = c.integer()?.to_u32()?,
+            TS_MS => ts_ms = c.integer()?.to_i64()?,
             TIME_SOURCE => {
                 time_source = match c.string()? {
                     b"device" => TimeSource::Device,
@@ -368,9 +368,9 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
             OCCUPIED => f.occupied = c.boolean()?,
             FIELD_UT => f.field_ut = c.number()?.to_f32(),
             BATTERY_PCT => f.battery_pct = c.number()?.to_f32(),
-            TRANSITIONS => f.transitions = c.number()?.to_u32()?,
-            DROPPED => f.dropped = c.number()?.to_u32()?,
-            INTERVAL_S => f.interval_s = c.number()?.to_u32()?,
+            TRANSITIONS => f.transitions = c.integer()?.to_u32()?,
+            DROPPED => f.dropped = c.integer()?.to_u32()?,
+            INTERVAL_S => f.interval_s = c.integer()?.to_u32()?,
             V_RMS_V => f.v_rms_v = c.number()?.to_f32(),
             V_MIN_V => f.v_min_v = c.number()?.to_f32(),
             V_MAX_V => f.v_max_v = c.number()?.to_f32(),
@@ -388,7 +388,7 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
                     _ => return None,
                 })
             }
-            DURATION_MS => f.duration_ms = c.number()?.to_u32()?,
+            DURATION_MS => f.duration_ms = c.integer()?.to_u32()?,
             _ => f.extreme_v = c.number()?.to_f32(),
         }
         if c.end_of_member(b'}')? {
@@ -621,6 +621,30 @@ impl<'a> Cursor<'a> {
         } else {
             None
         }
+    }
+
+    /// A JSON number where an integer is expected: a plain run of at most 19 digits (what the
+    /// encoder writes) read inline, anything else by [`Self::number`]. The same result as
+    /// [`Self::number`] for every input.
+    #[inline]
+    pub(super) fn integer(&mut self) -> Option<Num> {
+        let start = self.i;
+        let mut v = 0;
+        let count = match self.peek()? {
+            b'0' => {
+                self.i += 1;
+                1
+            }
+            b'1'..=b'9' => self.digits(&mut v),
+            _ => 0,
+        };
+        if (1..=19).contains(&count)
+            && !matches!(self.peek(), Some(b'0'..=b'9' | b'.' | b'e' | b'E'))
+        {
+            return Some(Num::U64(v));
+        }
+        self.i = start;
+        self.number()
     }
 
     /// A JSON number, as serde_json's parser reads it (`parse_integer`, `parse_number`,
