@@ -113,8 +113,9 @@ const REPLAYED: u16 = 1 << 7;
 const DATA: u16 = 1 << 8;
 const READING_REQUIRED: u16 = DEVICE | SITE | DISTRICT | BOOT | SEQ | TS_MS | DATA;
 
-/// An expected key: its bytes as written (quote, name, quote, colon; at most 16) packed little-endian
-/// into a `u128` with the mask of those bytes, and the field's bit.
+/// Expected bytes as the encoder writes them (a key: quote, name, quote, colon; or a quoted string
+/// value), at most 16, packed little-endian into a `u128` with the mask of those bytes, and what
+/// they stand for (a field's bit, an enum value).
 struct Key<B> {
     bytes: u128,
     mask: u128,
@@ -144,6 +145,27 @@ impl<B> Key<B> {
         }
     }
 }
+
+/// `time_source` values as written (with their quotes).
+const TIME_SOURCES: [Key<TimeSource>; 2] = [
+    Key::new(b"\"device\"", TimeSource::Device),
+    Key::new(b"\"gateway\"", TimeSource::Gateway),
+];
+
+/// Measurement `type` tags that fit a [`Key`] with their quotes (the heartbeat's does not: read in
+/// full), each with its name.
+const TAGS: [Key<&[u8]>; 3] = [
+    Key::new(b"\"parking_change\"", b"parking_change"),
+    Key::new(b"\"grid_summary\"", b"grid_summary"),
+    Key::new(b"\"grid_event\"", b"grid_event"),
+];
+
+/// Power-quality event kinds as written.
+const EVENTS: [Key<PqEventKind>; 3] = [
+    Key::new(b"\"sag\"", PqEventKind::Sag),
+    Key::new(b"\"swell\"", PqEventKind::Swell),
+    Key::new(b"\"interruption\"", PqEventKind::Interruption),
+];
 
 /// A reading's keys as [`super::encode`] writes them (quoted, with the colon), in bit order.
 const READING_KEYS: [Key<u16>; 9] = [
@@ -198,10 +220,13 @@ fn reading(c: &mut Cursor<'_>) -> Option<Reading> {
             SEQ => seq = c.integer()?.to_u32()?,
             TS_MS => ts_ms = c.integer()?.to_i64()?,
             TIME_SOURCE => {
-                time_source = match c.string()? {
-                    b"device" => TimeSource::Device,
-                    b"gateway" => TimeSource::Gateway,
-                    _ => return None,
+                time_source = match c.word(&TIME_SOURCES) {
+                    Some(t) => t,
+                    None => match c.string()? {
+                        b"device" => TimeSource::Device,
+                        b"gateway" => TimeSource::Gateway,
+                        _ => return None,
+                    },
                 }
             }
             REPLAYED => replayed = c.boolean()?,
@@ -363,7 +388,11 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
         seen |= bit;
         match bit {
             TYPE => {
-                (tag, order) = match c.string()? {
+                let kind = match c.word(&TAGS) {
+                    Some(kind) => kind,
+                    None => c.string()?,
+                };
+                (tag, order) = match kind {
                     b"parking_change" => (PARKING_CHANGE, &PARKING_CHANGE_KEYS[..]),
                     b"parking_heartbeat" => (PARKING_HEARTBEAT, &PARKING_HEARTBEAT_KEYS[..]),
                     b"grid_summary" => (GRID_SUMMARY, &GRID_SUMMARY_KEYS[..]),
@@ -387,11 +416,14 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
             FREQ_HZ => f.freq_hz = c.number()?.to_f32(),
             ENERGY_KWH => f.energy_kwh = c.number()?.to_f64(),
             EVENT => {
-                f.event = Some(match c.string()? {
-                    b"sag" => PqEventKind::Sag,
-                    b"swell" => PqEventKind::Swell,
-                    b"interruption" => PqEventKind::Interruption,
-                    _ => return None,
+                f.event = Some(match c.word(&EVENTS) {
+                    Some(e) => e,
+                    None => match c.string()? {
+                        b"sag" => PqEventKind::Sag,
+                        b"swell" => PqEventKind::Swell,
+                        b"interruption" => PqEventKind::Interruption,
+                        _ => return None,
+                    },
                 })
             }
             DURATION_MS => f.duration_ms = c.integer()?.to_u32()?,
@@ -585,6 +617,17 @@ impl<'a> Cursor<'a> {
         } else {
             None
         }
+    }
+
+    /// One of `words` (quoted strings, see [`Key`]) if the input has exactly its bytes next: its
+    /// value, the cursor past the closing quote. `None` (cursor unmoved) otherwise, or when fewer
+    /// than 16 bytes are left: the caller reads the string in full with [`Self::string`].
+    #[inline]
+    fn word<B: Copy>(&mut self, words: &[Key<B>]) -> Option<B> {
+        let chunk = u128::from_le_bytes(*self.b[self.i..].first_chunk::<16>()?);
+        let w = words.iter().find(|w| (chunk ^ w.bytes) & w.mask == 0)?;
+        self.i += w.len;
+        Some(w.bit)
     }
 
     /// An identifier string that passes [`check_id`]: ASCII checked while it is read, anything else
