@@ -11,19 +11,28 @@
 //! min and median of the repetitions.
 //!
 //! # Figures (µs CPU per reading; each cell spans the min and median of both runs)
-//! 2026-11-29, 2-vCPU AMD EPYC VM shared with another helper's builds and benchmarks (`uptime` load
-//! average 2.6–2.7 during the runs); release; before and after run alternately, twice each.
-//! "before" = commit 048464c (the serde_json fast path into `FastReading` mirrors, after the
-//! depth/NaN scan); "after" = the one-pass fast path of `json/fast.rs`.
+//! 2026-11-29 20:50 UTC, 2-vCPU AMD EPYC VM shared with another helper's builds and benchmarks
+//! (`uptime` load average 3.4–5.0 during the runs); release; before and after run alternately,
+//! twice each. "before" = commit 048464c (the serde_json fast path into `FastReading` mirrors,
+//! after the depth/NaN scan); "after" = the one-pass fast path of `json/fast.rs`.
 //!
 //! | workload | `decode_reference` (general path) | `decode` before | `decode` after |
 //! |---|---|---|---|
-//! | parking_change, 195 B/reading | 1.00–1.03 | 0.666–0.670 | 0.175–0.178 |
-//! | grid_summary, 357 B/reading | 2.07–2.12 | 1.20–1.22 | 0.352–0.359 |
+//! | parking_change, 195 B/reading | 0.98–1.04 | 0.670–0.680 | 0.162–0.165 |
+//! | grid_summary, 357 B/reading | 2.03–2.18 | 1.21–1.23 | 0.342–0.350 |
 //!
 //! The parking workload is `core-bench decode`'s (stream-core), which measured 0.68–0.73 before.
 //! The same 200 k readings held in cache (40 messages) instead of streamed from memory cost about
 //! 5 % less, so the figures are the parser's own work, not memory bandwidth.
+//!
+//! ## Tried and not kept
+//! - sonic-rs 0.5.10 (SIMD JSON) under the old serde mirrors: parking 0.61 vs 0.66 — and not usable:
+//!   its f64 parsing is correctly rounded, serde_json's default is not (one multiply or divide by a
+//!   power of ten), so about 1 in 10 random 17-digit decimals (e.g. `958787.2702291189`) decode to
+//!   a different f64, and the general path's values would no longer be matched bit for bit.
+//! - 16-byte SWAR scanning of identifiers, 8-digit SWAR integer parsing, one UTF-8 check of the
+//!   whole message instead of one per identifier, building readings from borrowed parts after
+//!   validation, inlining float parsing: each no faster or slower here (the byte loops are short).
 
 use std::hint::black_box;
 use telemetry::json::{decode, decode_reference, encode};
