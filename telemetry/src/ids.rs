@@ -70,6 +70,18 @@ macro_rules! ident_type {
                 Ok(Self(out))
             }
 
+            /// Copies `s`, which the caller has already checked against the identifier rules
+            /// ([`check_id`] returned `Ok`, or an equivalent check), so at most [`MAX_ID_BYTES`]
+            /// bytes. Used by the JSON fast path, which checks while it reads.
+            #[cfg(feature = "std")]
+            pub(crate) fn from_checked(s: &str) -> Self {
+                debug_assert!(check_id(s).is_ok());
+                let mut out = heapless::String::new();
+                // Cannot fail: a checked identifier fits.
+                let _ = out.push_str(s);
+                Self(out)
+            }
+
             /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 self.0.as_str()

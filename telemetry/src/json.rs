@@ -10,15 +10,21 @@
 //!    `NaN`/`Infinity` tokens, JSON syntax, `v`, the batch limit. A failure here refuses the message.
 //! 2. each reading on its own — fields, types, identifiers, physical ranges, timestamps. A failure here
 //!    refuses that reading only; the others are returned.
+//!
+//! A fast path (module `fast`) reads the common case — a well-formed v1 batch of readings of the
+//! right shape, as [`encode`] writes them — in one forward pass straight into the readings and
+//! validates them; it declines everything else to the general path, which classifies the problem.
+//! The result is the same either way ([`decode_reference`] is the general path alone).
 
-use crate::ids::{DeviceId, DistrictId, SiteId};
-use crate::reading::{
-    GridEvent, GridSummary, Measurement, ParkingChange, ParkingHeartbeat, Reading, TimeSource,
-};
+use crate::reading::Reading;
 use crate::reject::RejectReason;
 use crate::validate::{Limits, check_reading};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+#[cfg(test)]
+mod equivalence;
+mod fast;
 
 /// A refused message or reading: the stable reason, a human-readable detail, and for a reading its
 /// index in the batch.
@@ -107,10 +113,32 @@ pub fn decode(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rej
             format!("{} bytes > limit {}", bytes.len(), limits.max_payload_bytes),
         ));
     }
-    scan(bytes, limits.max_depth)?;
-    if let Some(out) = decode_fast(bytes, limits, now_ms) {
+    // The fast path accepts only messages that pass `scan` at this depth limit (see `fast`).
+    if limits.max_depth >= fast::DEPTH
+        && let Some(out) = fast::decode(bytes, limits, now_ms)
+    {
         return Ok(out);
     }
+    scan(bytes, limits.max_depth)?;
+    decode_general(bytes, limits, now_ms)
+}
+
+/// [`decode`] without its fast path: the size and scan checks, then the general path that classifies
+/// every refusal. Gives exactly [`decode`]'s result for every input (same readings with the same
+/// field values bit for bit, same refusals with the same reasons, details and indexes), only slower.
+/// It is the reference the fast path is tested against, and the "before" figure of
+/// `benches/decode.rs`; production code calls [`decode`].
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_reference(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded, Rejection> {
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(Rejection::whole(
+            RejectReason::TooLarge,
+            format!("{} bytes > limit {}", bytes.len(), limits.max_payload_bytes),
+        ));
+    }
+    scan(bytes, limits.max_depth)?;
     decode_general(bytes, limits, now_ms)
 }
 
@@ -170,179 +198,6 @@ fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded,
         }
     }
     Ok(out)
-}
-
-/// The common case in one parse: a well-formed v1 message whose readings all have the right shape, with
-/// each measurement's `type` tag first (as [`encode`] writes it). Deserialises straight into the
-/// readings (no version pre-pass, no raw slices re-parsed one by one, no buffering of the tagged
-/// measurement), then validates each reading as [`decode`] does. Returns `None` for anything else —
-/// another field order, any shape or syntax error, a version other than 1, an empty or oversized batch
-/// — and [`decode`] then takes its general path, which classifies the problem. The fast path accepts
-/// only messages the general path accepts, with the same field values (numbers go through the same
-/// serde_json parsing and casts), so the result is identical either way.
-fn decode_fast(bytes: &[u8], limits: &Limits, now_ms: i64) -> Option<Decoded> {
-    let wire: FastWire = serde_json::from_slice(bytes).ok()?;
-    let mut readings = wire.readings.0;
-    if wire.v != u64::from(crate::PROTOCOL_VERSION)
-        || readings.is_empty()
-        || readings.len() > limits.max_readings_per_batch
-    {
-        return None;
-    }
-    let mut rejected = Vec::new();
-    let mut i = 0;
-    readings.retain(|r| {
-        let index = i;
-        i += 1;
-        match check_reading(r, now_ms, limits) {
-            Ok(()) => true,
-            Err(e) => {
-                let mut rej = Rejection::whole(e.reason, e.field);
-                rej.index = Some(index);
-                rejected.push(rej);
-                false
-            }
-        }
-    });
-    Some(Decoded { readings, rejected })
-}
-
-/// Fast-path envelope (see [`decode_fast`]).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FastWire {
-    v: u64,
-    readings: FastReadings,
-}
-
-/// The readings array, each element converted to a [`Reading`] as it is parsed (no intermediate
-/// vector; room for a typical batch reserved up front, as serde_json gives no length hint).
-struct FastReadings(Vec<Reading>);
-
-impl<'de> Deserialize<'de> for FastReadings {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = FastReadings;
-            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("an array of readings")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<FastReadings, A::Error> {
-                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(64));
-                while let Some(f) = seq.next_element::<FastReading>()? {
-                    v.push(Reading {
-                        device: f.device,
-                        site: f.site,
-                        district: f.district,
-                        boot: f.boot,
-                        seq: f.seq,
-                        ts_ms: f.ts_ms,
-                        time_source: f.time_source,
-                        replayed: f.replayed,
-                        data: f.data.0,
-                    });
-                }
-                Ok(FastReadings(v))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-/// Fast-path mirror of [`Reading`]: the same fields, defaults and strictness.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FastReading {
-    device: DeviceId,
-    site: SiteId,
-    district: DistrictId,
-    boot: u32,
-    seq: u32,
-    ts_ms: i64,
-    #[serde(default)]
-    time_source: TimeSource,
-    #[serde(default)]
-    replayed: bool,
-    data: FastMeasurement,
-}
-
-/// A [`Measurement`] object whose first key is its `type` tag: the tag picks the variant, whose
-/// (strict) struct then reads the rest of the same map. Anything else is an error (the general path
-/// decides).
-struct FastMeasurement(Measurement);
-
-impl<'de> Deserialize<'de> for FastMeasurement {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(FastMeasurementVisitor)
-    }
-}
-
-struct FastMeasurementVisitor;
-
-impl<'de> serde::de::Visitor<'de> for FastMeasurementVisitor {
-    type Value = FastMeasurement;
-
-    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("a measurement object with its `type` first")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<FastMeasurement, A::Error> {
-        use serde::de::Error;
-        use serde::de::value::MapAccessDeserializer;
-        let key: Option<TagKey> = map.next_key()?;
-        if key.is_none() {
-            return Err(A::Error::custom("no type tag first"));
-        }
-        let tag: TagName = map.next_value()?;
-        let rest = MapAccessDeserializer::new(map);
-        Ok(FastMeasurement(match tag {
-            TagName::ParkingChange => Measurement::ParkingChange(ParkingChange::deserialize(rest)?),
-            TagName::ParkingHeartbeat => {
-                Measurement::ParkingHeartbeat(ParkingHeartbeat::deserialize(rest)?)
-            }
-            TagName::GridSummary => Measurement::GridSummary(GridSummary::deserialize(rest)?),
-            TagName::GridEvent => Measurement::GridEvent(GridEvent::deserialize(rest)?),
-        }))
-    }
-}
-
-/// The key `type`, and nothing else.
-struct TagKey;
-
-impl<'de> Deserialize<'de> for TagKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = TagKey;
-            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                f.write_str("`type`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TagKey, E> {
-                if v == "type" {
-                    Ok(TagKey)
-                } else {
-                    Err(E::custom("not `type`"))
-                }
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// The `type` tag's value, as a string.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TagName {
-    ParkingChange,
-    ParkingHeartbeat,
-    GridSummary,
-    GridEvent,
 }
 
 /// Decodes and validates a single reading object.
@@ -598,7 +453,7 @@ mod tests {
                 ),
                 true,
             ),
-            // Tag not first, unknown type, unknown field, duplicate tag, bad id: general path only.
+            // Tag not first: the fast path reads it too.
             (
                 format!(
                     r#"{{"v":1,"readings":[{}]}}"#,
@@ -607,8 +462,9 @@ mod tests {
                         ""
                     )
                 ),
-                false,
+                true,
             ),
+            // Unknown type, unknown field, duplicate tag, bad id: general path only.
             (
                 format!(
                     r#"{{"v":1,"readings":[{}]}}"#,
@@ -651,7 +507,7 @@ mod tests {
         ];
         for (msg, fast) in cases {
             let general = decode_general(msg.as_bytes(), &limits, now);
-            let f = decode_fast(msg.as_bytes(), &limits, now);
+            let f = fast::decode(msg.as_bytes(), &limits, now);
             assert_eq!(f.is_some(), fast, "{msg}");
             if let Some(f) = f {
                 assert_eq!(Ok(f), general, "{msg}");
@@ -663,7 +519,7 @@ mod tests {
         let readings = decode(msg.as_bytes(), &limits, now).unwrap().readings;
         let again = encode(&readings);
         assert_eq!(
-            decode_fast(&again, &limits, now),
+            fast::decode(&again, &limits, now),
             decode_general(&again, &limits, now).ok()
         );
     }
