@@ -162,6 +162,10 @@ where
         move |_frontiers| {
             let (mut h1, mut h2, mut h3) = (o1.activate(), o2.activate(), o3.activate());
             input.for_each(|cap, data| {
+                // Sized up front: the sessions take the vectors away, so each would otherwise
+                // regrow from empty for every container.
+                a.reserve(data.len());
+                b.reserve(data.len());
                 for x in data.drain(..) {
                     f(x, &mut a, &mut b, &mut c);
                 }

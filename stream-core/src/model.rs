@@ -81,16 +81,17 @@ impl CoreReading {
         out: &mut Vec<CoreInput>,
     ) {
         let readings: Vec<Reading> = readings.into_iter().collect();
-        let mut syms = Vec::with_capacity(readings.len() * 3);
-        intern_many(
-            readings
-                .iter()
-                .flat_map(|r| [r.device.as_str(), r.site.as_str(), r.district.as_str()]),
-            &mut syms,
-        );
-        out.reserve(readings.len());
-        for (r, s) in readings.into_iter().zip(syms.chunks_exact(3)) {
-            out.push(CoreInput::Reading(CoreReading::with_syms(r, ingest_ms, s)));
+        let n = readings.len();
+        // One column per id kind, so that equal neighbours (a batch's shared site and district)
+        // skip the look-up.
+        let mut syms = Vec::with_capacity(n * 3);
+        intern_many(readings.iter().map(|r| r.device.as_str()), &mut syms);
+        intern_many(readings.iter().map(|r| r.site.as_str()), &mut syms);
+        intern_many(readings.iter().map(|r| r.district.as_str()), &mut syms);
+        out.reserve(n);
+        for (i, r) in readings.into_iter().enumerate() {
+            let s = [syms[i], syms[n + i], syms[2 * n + i]];
+            out.push(CoreInput::Reading(CoreReading::with_syms(r, ingest_ms, &s)));
         }
     }
 

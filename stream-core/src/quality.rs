@@ -10,7 +10,7 @@
 use crate::dedup::{Seen, SeenOutcome};
 use crate::model::{SiteInfo, WindowConfig, window_start};
 use crate::store::QualityRow;
-use crate::symbol::{FastMap, FastSet, Names, Sym, route_of_str};
+use crate::symbol::{FastMap, Names, Sym, route_of_str};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use telemetry::DeviceKind;
@@ -48,6 +48,8 @@ struct Stats {
     rejected: u64,
     inconsistent: u64,
     lags: Vec<i64>,
+    /// The window's first row was emitted (later changes re-emit it).
+    closed: bool,
 }
 
 type QKey = (String, String, i64);
@@ -100,7 +102,6 @@ pub struct QualityCore {
     stats: FastMap<IKey, Stats>,
     /// (close time, (dataset, source, start), key) of windows not yet closed.
     open: BTreeSet<(u64, QKey, IKey)>,
-    closed: FastSet<IKey>,
     last_evict: i64,
 }
 
@@ -122,7 +123,6 @@ impl QualityCore {
             kinds: [Sym::intern("parking"), Sym::intern("grid")],
             stats: FastMap::default(),
             open: BTreeSet::new(),
-            closed: FastSet::default(),
             last_evict: i64::MIN,
         }
     }
@@ -216,10 +216,10 @@ impl QualityCore {
                 ),
             };
             let k = (dataset.index(), source.index(), start);
-            // A key is in `open` from its first input until its window closes, then in `closed`.
+            // A key is in `open` from its first input until its window closes, then `closed`.
             if let Some(st) = self.stats.get_mut(&k) {
                 apply.to(st);
-                if self.closed.contains(&k) {
+                if st.closed {
                     touched.push((k, dataset, source));
                 }
                 continue;
@@ -227,13 +227,9 @@ impl QualityCore {
             let mut st = Stats::default();
             apply.to(&mut st);
             self.stats.insert(k, st);
-            if self.closed.contains(&k) {
-                touched.push((k, dataset, source));
-            } else {
-                let close =
-                    u64::try_from((start + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
-                new_open.push((close, k, dataset, source));
-            }
+            let close =
+                u64::try_from((start + qw + self.cfg.allowed_lateness_ms).max(0)).unwrap_or(0);
+            new_open.push((close, k, dataset, source));
         }
         if !new_open.is_empty() || !touched.is_empty() {
             let names = Names::get();
@@ -261,7 +257,6 @@ impl QualityCore {
             self.last_evict = ti;
             let cut = ti.saturating_sub(self.cfg.retention_ms());
             self.stats.retain(|k, _| k.2 >= cut);
-            self.closed.retain(|k| k.2 >= cut);
         }
     }
 
@@ -273,7 +268,9 @@ impl QualityCore {
             if let Some(s) = self.stats.get(&k) {
                 out.push(self.row(&o.1, s));
             }
-            self.closed.insert(k);
+            if let Some(s) = self.stats.get_mut(&k) {
+                s.closed = true;
+            }
         }
     }
 }

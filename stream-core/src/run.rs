@@ -423,13 +423,12 @@ pub fn run(cfg: CoreConfig, shutdown: CancellationToken) -> Result<CoreReport, C
             if let Some(r) = rx.as_mut() {
                 loop {
                     match r.try_recv() {
-                        Ok((t, batch)) => {
+                        Ok((t, mut batch)) => {
                             if t > *input.time() {
                                 input.advance_to(t);
                             }
-                            for x in batch {
-                                input.send(x);
-                            }
+                            // The whole batch as one container (no per-record copy).
+                            input.send_batch(&mut batch);
                         }
                         Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
                         Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {

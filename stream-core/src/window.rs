@@ -170,7 +170,12 @@ impl Hist {
                     // Small histories grow one slot at a time (most devices hold few readings).
                     v.reserve_exact(1);
                 }
-                v.insert(i, e);
+                if i == v.len() {
+                    // The common case: a reading newer than everything retained.
+                    v.push_back(e);
+                } else {
+                    v.insert(i, e);
+                }
             }
             Hist::One(_) => {
                 let Hist::One(first) = std::mem::take(self) else {
@@ -305,6 +310,18 @@ impl Dev {
         }
     }
 
+    /// Index bounds `lo..hi` of the retained entries with keys in `(s,0,0)..(e,0,0)` (event times
+    /// `s..e`): one search from the back for `hi`, then a walk back over the window's entries.
+    fn window(&self, s: i64, e: i64) -> (usize, usize) {
+        let off = self.off();
+        let hi = self.lower(Bound::Included(&(e, 0, 0)));
+        let mut lo = hi;
+        while lo > off && self.hist.get(lo - 1).is_some_and(|x| x.0 >= (s, 0, 0)) {
+            lo -= 1;
+        }
+        (lo, hi)
+    }
+
     /// Retained entries with keys in `r`, in key order.
     fn range(&self, r: impl RangeBounds<Key>) -> impl DoubleEndedIterator<Item = &Entry> {
         let lo = self.lower(r.start_bound());
@@ -351,6 +368,10 @@ struct Site {
     emitted: BTreeMap<(i64, i64), Emitted>,
     /// Windows with a pending close in [`WindowEngine::open`].
     pending: BTreeSet<(i64, i64)>,
+    /// The latest `(L, start)` found pending for the first two window lengths: a reading for one
+    /// of them needs no look-up in `emitted` / `pending` (most readings fall into the newest
+    /// windows). Invariant: an entry here is in `pending` (cleared when it closes).
+    hot: [(i64, i64); 2],
     dirty: BTreeSet<(i64, i64)>,
     full_since: Option<i64>,
     full_raised: bool,
@@ -456,6 +477,16 @@ impl WindowEngine {
             .map(|(i, r)| (r.device.index(), key(r), i as u32))
             .collect();
         order.sort_unstable();
+        // Read each known device's newest entry first: these loads do not depend on each other,
+        // so the CPU overlaps their cache misses (long histories are cold); the loop below then
+        // finds them cached instead of waiting for one miss per reading.
+        let mut touch = 0i64;
+        for r in &readings {
+            if let Some(d) = self.dev_slots.get(r.device) {
+                touch ^= self.devs[d as usize].last_seen().unwrap_or(0);
+            }
+        }
+        std::hint::black_box(touch);
         let lat = self.cfg.allowed_lateness_ms;
         for &(_, _, i) in &order {
             let r = &readings[i as usize];
@@ -541,8 +572,12 @@ impl WindowEngine {
                     self.deadlines.insert((offline_at(&self.cfg, ts_ms, iv), d));
                 }
             }
-            for &len in &self.cfg.windows_ms {
+            for (j, &len) in self.cfg.windows_ms.iter().enumerate() {
                 let start = window_start(ts_ms, len);
+                if site.hot.get(j) == Some(&(len, start)) {
+                    // Pending (see `Site::hot`): nothing to do.
+                    continue;
+                }
                 if site.emitted.contains_key(&(len, start)) {
                     site.dirty.insert((len, start));
                     // Bay state / energy predecessor carry forward until the device's next reading.
@@ -555,13 +590,18 @@ impl WindowEngine {
                             .collect();
                         site.dirty.extend(later);
                     }
-                } else if site.pending.insert((len, start)) {
-                    self.open.insert((
-                        to_u64(start + len + lat),
-                        self.site_ids.resolve(site_ix).to_string(),
-                        len,
-                        start,
-                    ));
+                } else {
+                    if site.pending.insert((len, start)) {
+                        self.open.insert((
+                            to_u64(start + len + lat),
+                            self.site_ids.resolve(site_ix).to_string(),
+                            len,
+                            start,
+                        ));
+                    }
+                    if let Some(h) = site.hot.get_mut(j) {
+                        *h = (len, start);
+                    }
                 }
             }
         }
@@ -583,6 +623,7 @@ impl WindowEngine {
             devs: Vec::new(),
             emitted: BTreeMap::new(),
             pending: BTreeSet::new(),
+            hot: [(0, 0); 2],
             dirty: BTreeSet::new(),
             full_since: None,
             full_raised: false,
@@ -715,6 +756,11 @@ impl WindowEngine {
         };
         let site = &mut self.sites[s as usize];
         site.pending.remove(&(len, start));
+        for h in &mut site.hot {
+            if *h == (len, start) {
+                *h = (0, 0);
+            }
+        }
         let rows = compute(
             &self.cfg,
             &self.info,
@@ -848,10 +894,6 @@ fn compute(
     }
 }
 
-fn before(d: &Dev, k: Key) -> Option<&Entry> {
-    d.range(..k).next_back().or(d.base())
-}
-
 /// Parking window metrics over bays; see the module notes. Returns (readings in window, metrics).
 fn parking_metrics<'a>(
     devs: impl Iterator<Item = &'a Dev>,
@@ -865,12 +907,21 @@ fn parking_metrics<'a>(
     let mut state: Vec<bool> = Vec::new();
     let (mut arrivals, mut departures, mut dwell_sum, mut dwell_n) = (0u64, 0u64, 0f64, 0u64);
     for (i, d) in devs.enumerate() {
-        let st = before(d, (s, 0, 0))
-            .and_then(|(_, m)| occupied(m))
-            .unwrap_or(false);
+        // One search for the window's end; its start and the state before it are found walking
+        // back over the window's entries, which are visited anyway.
+        let (lo, hi) = d.window(s, e);
+        let prior = if lo > d.off() {
+            d.hist.get(lo - 1)
+        } else {
+            d.base()
+        };
+        let st = prior.and_then(|(_, m)| occupied(m)).unwrap_or(false);
         state.push(st);
         cur += i64::from(st);
-        for (k, m) in d.range((s, 0, 0)..(e, 0, 0)) {
+        // The newest change seen so far inside the window (the predecessor of a departure).
+        let mut last_change: Option<&Entry> = None;
+        for entry in d.hist.iter_range(lo, hi) {
+            let (k, m) = entry;
             if let Some(o) = occupied(m) {
                 points.push((*k, i, o));
             }
@@ -879,20 +930,23 @@ fn parking_metrics<'a>(
                     arrivals += 1;
                 } else {
                     departures += 1;
-                    let prev_change = d
-                        .range(..*k)
-                        .rev()
-                        .find(|(_, m)| matches!(m, Val::Change(_)));
+                    let prev_change = last_change.or_else(|| {
+                        d.range(..*k)
+                            .rev()
+                            .find(|(_, m)| matches!(m, Val::Change(_)))
+                    });
                     if let Some((pk, Val::Change(true))) = prev_change {
                         dwell_sum += (k.0 - pk.0) as f64 / 1000.0;
                         dwell_n += 1;
                     }
                 }
+                last_change = Some(entry);
             }
         }
     }
     let count = points.len() as u64;
-    points.sort_by_key(|p| (p.0, p.1));
+    // (key, device) is unique, so an unstable sort gives the one order.
+    points.sort_unstable_by_key(|p| (p.0, p.1));
     let (mut area, mut full_ms, mut max, mut t_prev) = (0f64, 0i64, cur, s);
     let full = |c: i64| c as f64 / cap >= full_ratio;
     for (k, i, o) in points {

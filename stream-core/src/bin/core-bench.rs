@@ -176,11 +176,10 @@ fn pipeline(workers: usize, msgs: Arc<Vec<(i64, Vec<u8>)>>, feed: Feed) -> (f64,
                 && let Ok(d) = telemetry::json::decode(body, &limits, *ts + 1_000)
             {
                 // As the service's writer does: one symbol-table pass per message.
+                // `send_batch` leaves the container in an unspecified state: start empty.
                 buf.clear();
                 CoreReading::extend_inputs(d.readings, *ts, &mut buf);
-                for x in buf.drain(..) {
-                    input.send(x);
-                }
+                input.send_batch(&mut buf);
             }
             if j % GROUP == 0 {
                 // Bounded in-flight work: wait until the group `slack` groups back is done.
