@@ -10,6 +10,11 @@
 //! Validate, AssignWindow and SiteRows are splits: one operator with several outputs that moves each
 //! record to one of them (timely clones a whole batch for every extra reader of a stream).
 //!
+//! Readings travel as [`CoreReading`]s (~110 bytes, ids as [`crate::symbol::Sym`]s), so a move is
+//! cheap and the exchanges route by the symbol's precomputed hash ([`Sym::route`](crate::symbol::Sym::route): the same value
+//! in every process, so a cluster routes consistently). Timed operators hand their output vector
+//! to timely as one container instead of copying record by record.
+//!
 //! # Time and watermark
 //! Timestamps are watermark times in ms (u64). The feeder stamps each ingest batch (one group commit
 //! of the writer, i.e. every message buffered at once) with the watermark before that batch and then
@@ -113,7 +118,10 @@ where
                 }
                 cap.downgrade(&x);
                 if !out.is_empty() {
-                    output.session(&*cap).give_iterator(out.drain(..));
+                    // Hand the vector over as one container (no per-record copy); what comes
+                    // back is unspecified, so start empty.
+                    output.session(&*cap).give_container(&mut out);
+                    out.clear();
                 }
             }
             match f {
@@ -235,8 +243,10 @@ impl TimedCore for DedupOp {
     }
     fn close_until(&mut self, _: u64, _: bool, _: &mut Vec<DedupOut>) {}
     fn ingest(&mut self, t: u64, batch: Vec<CoreReading>, out: &mut Vec<DedupOut>) {
-        let (acc, seen) = self.0.ingest(t, batch);
-        out.extend(acc.into_iter().map(DedupOut::Reading));
+        let mut seen = Vec::new();
+        out.reserve(2 * batch.len());
+        self.0
+            .ingest_with(t, batch, |r| out.push(DedupOut::Reading(r)), &mut seen);
         out.extend(seen.into_iter().map(DedupOut::Seen));
     }
 }

@@ -214,6 +214,21 @@ impl DedupCore {
     /// input. The batch is processed in key order `(device, boot, seq, ingest, ts)`, so the result does
     /// not depend on arrival order (outputs come in input order).
     pub fn ingest(&mut self, t: u64, batch: Vec<CoreReading>) -> (Vec<CoreReading>, Vec<Seen>) {
+        let mut acc = Vec::new();
+        let mut seen = Vec::new();
+        self.ingest_with(t, batch, |r| acc.push(r), &mut seen);
+        (acc, seen)
+    }
+
+    /// [`DedupCore::ingest`] handing each accepted reading to `accept` (in input order) and
+    /// appending the [`Seen`]s to `seen`: the dataflow's path, without an intermediate vector.
+    pub fn ingest_with(
+        &mut self,
+        t: u64,
+        batch: Vec<CoreReading>,
+        mut accept: impl FnMut(CoreReading),
+        seen: &mut Vec<Seen>,
+    ) {
         let t = i64::try_from(t).unwrap_or(i64::MAX);
         // Sort keys with their input index, not the records. Devices group by symbol: only the
         // order within a device decides outcomes (state is per device), and that order is the key
@@ -234,7 +249,7 @@ impl DedupCore {
             .collect();
         order.sort_unstable();
         let mut accepted = vec![false; batch.len()];
-        let mut seen = Vec::with_capacity(batch.len());
+        seen.reserve(batch.len());
         let too_late_before = t.saturating_sub(self.horizon_ms);
         for &(_, _, _, _, _, i) in &order {
             let r = &batch[i as usize];
@@ -269,11 +284,11 @@ impl DedupCore {
                 outcome,
             });
         }
-        let acc = batch
-            .into_iter()
-            .zip(accepted)
-            .filter_map(|(x, a)| a.then_some(x))
-            .collect();
+        for (x, a) in batch.into_iter().zip(accepted) {
+            if a {
+                accept(x);
+            }
+        }
         if self.last_evict == i64::MIN || t - self.last_evict >= 60_000 {
             self.last_evict = t;
             let cut = t.saturating_sub(self.retention_ms);
@@ -283,7 +298,6 @@ impl DedupCore {
             }
             self.n_keys = n;
         }
-        (acc, seen)
     }
 }
 

@@ -21,15 +21,28 @@
 //!   lateness`. Deadlines do not fire during the final flush of a finite replay.
 //!
 //! # State layout (bytes per device)
-//! Sites and `(site, device)` pairs are interned ([`Interner`]) to dense indices; per-device state is a
-//! 40-byte `Dev` in one flat `Vec`, and a site lists its devices as indices in id order. A history
+//! Readings arrive with their ids as process-wide symbols ([`crate::symbol::Sym`]); per-core
+//! [`SlotMap`]s (4 bytes per symbol) give a site's and a device's dense index without hashing (a
+//! device seen under a second site gets its own series through a small pair map). Per-device state
+//! is a 40-byte `Dev` in one flat `Vec` plus its symbol index (4 bytes), and a site lists its
+//! devices as indices in id order (names compared through [`Names`]); site names stay in a small
+//! local [`Interner`] for the ordered sets. A history
 //! entry is 32 bytes: the key and a compact value that keeps only what the windows use (bay state,
 //! the heartbeat/change distinction, the power-quality event kind; a grid summary boxed). A history
 //! of one entry is stored inline (no allocation), the base state is the history's first element
 //! (flagged), the last-seen time is the last entry's, the offline deadline is recomputed from it,
 //! and the newest heartbeat's battery level sits in a side map only for devices that sent one.
 //! Iteration orders (sites, devices, closing windows, deadlines) are the id-string orders of the
-//! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged.
+//! earlier `BTreeMap<String, _>` layout, so results (including floating-point sums) are unchanged;
+//! a batch is processed grouped by device symbol, which only reorders independent devices.
+//!
+//! # Per-reading path
+//! No string is hashed or compared per reading: the batch is sorted by `(device symbol, key,
+//! position)`; each known device's newest entry is read once up front (independent loads, so the
+//! CPU overlaps the cache misses of long cold histories); a site remembers the newest pending
+//! window of its two smallest lengths, so most readings skip the `emitted` / `pending` look-ups;
+//! the device sweep that evicts old history runs only when some retained entry can be older than
+//! the cut (a lower bound kept on insert).
 
 use crate::model::{CoreReading, DevReg, Interner, SiteInfo, WindowConfig, window_start};
 use crate::symbol::{Names, SlotMap};
@@ -403,6 +416,8 @@ pub struct WindowEngine {
     /// (fire time, device index); due ones fire in (site, device) id order.
     deadlines: BTreeSet<(u64, u32)>,
     last_evict: i64,
+    /// No retained (non-base) history entry is older than this, ms (a lower bound).
+    oldest_retained_ms: i64,
 }
 
 fn key(r: &CoreReading) -> Key {
@@ -440,6 +455,7 @@ impl WindowEngine {
             open: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             last_evict: i64::MIN,
+            oldest_retained_ms: i64::MAX,
         }
     }
 
@@ -488,6 +504,7 @@ impl WindowEngine {
         }
         std::hint::black_box(touch);
         let lat = self.cfg.allowed_lateness_ms;
+        let mut oldest = self.oldest_retained_ms;
         for &(_, _, i) in &order {
             let r = &readings[i as usize];
             let site_ix = match self.site_slots.get(r.site) {
@@ -543,6 +560,7 @@ impl WindowEngine {
             }
             let old_seen = dev.last_seen();
             dev.insert(k, Val::new(&r.data));
+            oldest = oldest.min(k.0);
             if old_seen.is_none_or(|s| s < ts_ms) {
                 let old_seen = old_seen.unwrap_or(i64::MIN);
                 if dev.flag(OFFLINE_RAISED) {
@@ -605,6 +623,7 @@ impl WindowEngine {
                 }
             }
         }
+        self.oldest_retained_ms = oldest;
         self.flush_dirty(out);
         self.evict(t);
     }
@@ -807,8 +826,17 @@ impl WindowEngine {
         }
         self.last_evict = t;
         let cut = t.saturating_sub(self.cfg.retention_ms());
-        for dev in &mut self.devs {
-            dev.evict(cut);
+        // Sweep the devices (one cold history access each) only when some retained reading may
+        // be older than the cut.
+        if cut > self.oldest_retained_ms {
+            let mut oldest = i64::MAX;
+            for dev in &mut self.devs {
+                dev.evict(cut);
+                if let Some(e) = dev.hist.get(dev.off()) {
+                    oldest = oldest.min(e.0.0);
+                }
+            }
+            self.oldest_retained_ms = oldest;
         }
         for site in &mut self.sites {
             site.emitted.retain(|(_, s), _| *s >= cut);
@@ -945,8 +973,8 @@ fn parking_metrics<'a>(
         }
     }
     let count = points.len() as u64;
-    // (key, device) is unique, so an unstable sort gives the one order.
-    points.sort_unstable_by_key(|p| (p.0, p.1));
+    // Each device's points are already in key order: the stable sort merges those runs.
+    points.sort_by_key(|p| (p.0, p.1));
     let (mut area, mut full_ms, mut max, mut t_prev) = (0f64, 0i64, cur, s);
     let full = |c: i64| c as f64 / cap >= full_ratio;
     for (k, i, o) in points {
