@@ -7,7 +7,7 @@
 //! Symbol numbers are local to a process (assigned in first-seen order). A [`Sym`]'s serde form is
 //! therefore its **id string**: serializing writes the text, deserializing interns it in the
 //! receiving process. Routing uses [`Sym::route`], the low 32 bits of
-//! [`route_hash`](crate::model::route_hash) of the text, the same in every process. Nothing that
+//! [`route_hash`] of the text, the same in every process. Nothing that
 //! decides an output depends on symbol numbers: orders that reach outputs compare the id strings
 //! ([`Names`]).
 //!

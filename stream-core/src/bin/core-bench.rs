@@ -16,11 +16,81 @@
 //!   decode alone, CPU µs/reading), `digest W` (output count and hash of a mixed workload through
 //!   `run_finite` — duplicates, late, too-late and rejected readings, grid and parking, alerts; it must
 //!   not change when the dataflow is optimised: `1878 outputs, digest 59d7976c7fbd97c7` on 1, 2 and 4
-//!   workers before and after the work below).
+//!   workers before and after both rounds of work below).
 //!
-//! # Figures (Nov 2026, issue #5; 2-core machine shared with other builds, load average 4–6 during
-//! the runs; release; `pipeline W 200000`, `state N`; each figure from at least two runs, before and
-//! after interleaved under the same load; "before" = commit 6dd52cb with the same measurement code)
+//! # Figures, round 2 (29 Nov 2026, issue #5: compact in-flight records)
+//! 2-core machine shared with other helpers' builds and benchmarks; release; `pipeline W 1000000`,
+//! `decode 500000`, `state N`; load average (`uptime`) 1.2–3.7 during the runs; each figure from at
+//! least three runs, before and after interleaved. "Before" = commit 3881200 (the end of round 1);
+//! "after" = this commit. Between the two the `telemetry` crate's JSON decoder also got faster
+//! (another helper's work, merged meanwhile: 0.68–0.70 → 0.16 µs/reading), so the table also gives
+//! the CPU spent **after decode** (pipeline − decode), which is this crate's share. Wall-time
+//! figures move with the other jobs on the machine; trust CPU µs per reading.
+//! | measure | before | after | goal | met? |
+//! |---|---|---|---|---|
+//! | 1 worker, readings/s (wall) | 466k–545k | 1.31M–1.68M (median of 21 runs 1.49M) | ≥ 1.5 M | on the boundary: about half the runs |
+//! | 1 worker, CPU µs/reading, all | 1.84–2.14 | 0.60–0.76 (median of 21 runs 0.67) | ≤ 0.67 | on the boundary: about half the runs |
+//! | 1 worker, CPU µs/reading after decode | 1.19–1.30 | 0.44–0.60 (median ~0.50) | ≤ 0.4 (this crate's share) | no |
+//! | JSON decode + validation alone, CPU µs/reading | 0.68–0.72 | 0.16 | (telemetry) | - |
+//! | 2 workers, readings/s (wall) | 735k–924k on quiet runs; 401k–415k when another job took a core | 2.11M–2.23M on quiet runs; 1.13M–1.39M when another job took a core | ≥ 1.7 × one | no: 1.45–1.55 × on the quiet runs |
+//! | 2 workers, CPU µs/reading (both threads) | 1.93–2.48 | 0.79–0.94 | - | - |
+//! | state B/device at 10k / 50k / 200k devices | 153 / 128 / 128 | 147 / 127 / 122 | ≤ 150 | yes, all three |
+//!
+//! `digest 1`, `digest 2` and `digest 4` print `1878 outputs, digest 59d7976c7fbd97c7` before and
+//! after (and after every step below).
+//!
+//! ## What changed in round 2
+//! - **Compact in-flight record.** The dataflow carries [`stream_core::model::CoreReading`] (~110
+//!   bytes: ids as process-wide [`stream_core::symbol::Sym`]s, the receive time, the measurement)
+//!   instead of the contract `Reading` (~280 bytes, three inline 64-byte ids). Feeders (this bench
+//!   and the service's writer, `run.rs`) convert a whole message or group at once
+//!   ([`stream_core::model::CoreReading::extend_inputs`]: one symbol-table lock per id column, and
+//!   a repeated site/district skips its look-up) and hand it to timely as one container
+//!   (`send_batch`). A symbol serializes as its id string, so records still cross processes
+//!   (the 2-process tests pass); routing uses the id's hash, computed once at interning.
+//!   Measured alone: CPU 1.89–1.96 → 1.36–1.47 µs/reading (old decoder), memmove 12 % → 3 % of
+//!   the profile.
+//! - **State indexed by symbol.** Dedup, the window engine and quality find a device's state by a
+//!   per-core `Vec<u32>` indexed by symbol (no string hashing), the registry is indexed by symbol
+//!   once, quality keys are three integers in a map with a multiplicative hasher and keep their
+//!   closed flag in the stats (one look-up per input).
+//! - **Less per-reading work in the engine.** Each known device's newest history entry is read in
+//!   one pass before the main loop (independent loads: the CPU overlaps the cache misses of long,
+//!   cold histories); a site remembers its newest pending window per length (most readings skip
+//!   two B-tree look-ups); history appends use `push_back`; the eviction sweep over all devices runs
+//!   only when a retained entry can be older than the cut (it touched every device's cold history
+//!   once a minute); closing a window finds its range with one search and walks back over entries it
+//!   visits anyway; a departure's predecessor comes from the walk when it is inside the window.
+//! - **Fewer copies between operators.** Split operators size their outputs up front (they regrew
+//!   from empty for every container); timed operators give their output vector to timely as one
+//!   container; dedup hands accepted readings straight to its output.
+//! - **State.** The engine keeps a 4-byte symbol index per device instead of an interned
+//!   `site\0device` string; the per-core symbol maps grow by a quarter. The process-wide symbol
+//!   table (id text + ~14 bytes per id) is inside the measured delta.
+//! - Tried and not kept (no measurable change): a word-at-a-time id hash; a stable sort of the
+//!   per-batch keys (to exploit presorted input); routing dedup by device with a second exchange by
+//!   site before the windows (to even out the 2-worker load).
+//!
+//! ## Why goals are still missed
+//! - 1 worker: the median run sits on the goal (0.67 µs, 1.49 M/s); about half the runs miss it.
+//!   After decode, ~0.5 µs
+//!   remain (profile, 1 worker, worker thread = 100 %: decode 22 %, window ingest 16 %, window
+//!   closes 16 %, feeder conversion 9 %, quality 9 %, operator glue and splits 14 %, dedup 4 %,
+//!   teardown 5 % — of which half is freeing this bench's own pre-encoded input inside the timed
+//!   region). Window ingest and closes are dominated by cache misses on per-device histories (each
+//!   device keeps every reading of the 24 h correction horizon; here ~500 per device, ~32 MB):
+//!   appending, and for every close each device's entries around the window. Going further needs a
+//!   different history layout (inline ring buffers, smaller entries) or incremental per-site
+//!   occupancy, and a decoder that writes `CoreReading`s directly.
+//! - 2 workers ≥ 1.7 ×: the 20 lots hash 13 : 7 onto the two workers (computed from the routing
+//!   hash), so one worker does ~65 % of dedup and window work and the other parks; cross-worker
+//!   exchange adds ~0.1–0.15 µs CPU per reading. Balanced keys on two free cores would give about
+//!   2 × 0.67 / 0.8 ≈ 1.7 ×; on this shared machine 1.45–1.55 × was measured.
+//!
+//! # Figures, round 1 (Nov 2026, issue #5; kept for history)
+//! 2-core machine shared with other builds, load average 4–6 during the runs; release; `pipeline W
+//! 200000`, `state N`; each figure from at least two runs, before and after interleaved under the
+//! same load; "before" = commit 6dd52cb with the same measurement code.
 //! | measure | before | after | goal | met? |
 //! |---|---|---|---|---|
 //! | 1 worker, readings/s (wall) | 209k–231k | 481k–531k | ≥ 1.5 M | no |
@@ -33,7 +103,7 @@
 //! (The earlier table's 359–429 B/device was low: its input buffer was allocated before the first
 //! RSS sample and freed before the second; measured the fair way the old layout takes ~620 B.)
 //!
-//! ## What changed
+//! ## What changed in round 1
 //! - **2 workers were slower than one because the feeder spun.** It waited for the probe after every
 //!   ingest group with `worker.step()` in a loop; on a 2-core machine with other jobs, a spinning
 //!   worker takes the core its peer needs to make the progress it waits for (measured: 17–18 µs CPU per
@@ -57,22 +127,8 @@
 //!   as the encoder writes it) in one pass straight into the readings; anything else takes the unchanged
 //!   general path; the depth/NaN scan skips strings instead of walking them byte by byte.
 //!
-//! ## Why the speed goals are missed
-//! - 1.5 M readings/s per worker is 0.67 µs per reading for everything. JSON decode + validation alone
-//!   is 0.70 µs (three 64-byte `heapless` ids copied twice each and checked, a serde struct per reading
-//!   and per measurement). The dataflow part is ~1.3 µs: profile (perf, 1 worker, worker thread = 100 %)
-//!   decode 35 %, `WindowEngine::ingest` 15 %, Quality 9 %, Dedup 8 %, window close 6 %, the rest timely
-//!   scheduling, exchange and moves of the 280-byte `Reading` (about ten moves per reading between
-//!   input and engine). Reaching 0.67 µs needs a smaller in-flight record (interned ids instead of
-//!   three inline 64-byte strings: a contract change) and a decoder that writes straight into it.
-//! - 2 workers ≥ 1.7 × one: CPU per reading with 2 workers equals one worker's (2.0–2.1 vs 1.75–2.05
-//!   µs), so the second worker adds no per-reading overhead and on two free cores the speed-up would be
-//!   ~1.9 ×; here other jobs hold 2–4 of the 2 cores' worth of load and the measured speed-up is 1.53 ×.
-//!   Not demonstrated on this machine.
-//! - State at 10k devices: the marginal cost is ~128 B/device (slope between 10k and 200k); ~250 KB of
-//!   fixed cost (allocator slack from growing the flat vectors and interners, site structures) adds
-//!   ~25 B/device at 10k. Not counted anywhere here: a registered device also holds an offline deadline
-//!   (one `(u64, u32)` B-tree entry, ~20–30 B), and history grows by 32 bytes per retained reading.
+//!
+//! (Round 1 ended with the reasons above: decode 0.70 µs, the 280-byte `Reading` moved ~10 times.)
 
 use std::sync::Arc;
 use std::time::Instant;
