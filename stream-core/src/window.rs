@@ -128,7 +128,12 @@ impl Hist {
     /// windows, near the end of a long history), then binary search inside the last step.
     fn partition_point(&self, from: usize, pred: impl Fn(&Key) -> bool) -> usize {
         let n = self.len();
-        let at = |i: usize| self.get(i).is_some_and(|e| pred(&e.0));
+        // Probe the two slices directly (no enum match and ring-index arithmetic per probe).
+        let (a, b) = self.slices();
+        let at = |i: usize| match a.get(i) {
+            Some(e) => pred(&e.0),
+            None => b.get(i - a.len()).is_some_and(|e| pred(&e.0)),
+        };
         if from >= n || at(n - 1) {
             return n.max(from);
         }
@@ -329,7 +334,9 @@ impl Dev {
         let off = self.off();
         let hi = self.lower(Bound::Included(&(e, 0, 0)));
         let mut lo = hi;
-        while lo > off && self.hist.get(lo - 1).is_some_and(|x| x.0 >= (s, 0, 0)) {
+        let (a, b) = self.hist.slices();
+        let key_at = |i: usize| a.get(i).or_else(|| b.get(i - a.len())).map(|x| x.0);
+        while lo > off && key_at(lo - 1).is_some_and(|k| k >= (s, 0, 0)) {
             lo -= 1;
         }
         (lo, hi)

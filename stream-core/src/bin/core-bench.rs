@@ -24,13 +24,14 @@
 //! least three runs, before and after interleaved. "Before" = commit 3881200 (the end of round 1);
 //! "after" = this commit. Between the two the `telemetry` crate's JSON decoder also got faster
 //! (another helper's work, merged meanwhile: 0.68–0.70 → 0.16 µs/reading), so the table also gives
-//! the CPU spent **after decode** (pipeline − decode), which is this crate's share. Wall-time
+//! the CPU spent **after decode** (pipeline − decode), which is this crate's share. The last 10 of
+//! the 31 one-worker runs include the slice-based history search (within noise of the rest). Wall-time
 //! figures move with the other jobs on the machine; trust CPU µs per reading.
 //! | measure | before | after | goal | met? |
 //! |---|---|---|---|---|
-//! | 1 worker, readings/s (wall) | 466k–545k | 1.31M–1.68M (median of 21 runs 1.49M) | ≥ 1.5 M | on the boundary: about half the runs |
-//! | 1 worker, CPU µs/reading, all | 1.84–2.14 | 0.60–0.76 (median of 21 runs 0.67) | ≤ 0.67 | on the boundary: about half the runs |
-//! | 1 worker, CPU µs/reading after decode | 1.19–1.30 | 0.44–0.60 (median ~0.50) | ≤ 0.4 (this crate's share) | no |
+//! | 1 worker, readings/s (wall) | 466k–545k | 1.31M–1.68M (median of 31 runs 1.54M) | ≥ 1.5 M | at the median: 19 of 31 runs |
+//! | 1 worker, CPU µs/reading, all | 1.84–2.14 | 0.60–0.76 (median of 31 runs 0.65) | ≤ 0.67 | at the median: 24 of 31 runs |
+//! | 1 worker, CPU µs/reading after decode | 1.14–1.46 | 0.44–0.60 (median 0.49) | ≤ 0.4 (this crate's share) | no |
 //! | JSON decode + validation alone, CPU µs/reading | 0.68–0.72 | 0.16 | (telemetry) | - |
 //! | 2 workers, readings/s (wall) | 735k–924k on quiet runs; 401k–415k when another job took a core | 2.11M–2.23M on quiet runs; 1.13M–1.39M when another job took a core | ≥ 1.7 × one | no: 1.45–1.55 × on the quiet runs |
 //! | 2 workers, CPU µs/reading (both threads) | 1.93–2.48 | 0.79–0.94 | - | - |
@@ -72,8 +73,8 @@
 //!   site before the windows (to even out the 2-worker load).
 //!
 //! ## Why goals are still missed
-//! - 1 worker: the median run sits on the goal (0.67 µs, 1.49 M/s); about half the runs miss it.
-//!   After decode, ~0.5 µs
+//! - 1 worker: the median run meets the goal (0.65 µs, 1.54 M/s); a third of the runs miss it
+//!   (the spread follows the other jobs on the machine). After decode, ~0.5 µs
 //!   remain (profile, 1 worker, worker thread = 100 %: decode 22 %, window ingest 16 %, window
 //!   closes 16 %, feeder conversion 9 %, quality 9 %, operator glue and splits 14 %, dedup 4 %,
 //!   teardown 5 % — of which half is freeing this bench's own pre-encoded input inside the timed
@@ -85,7 +86,7 @@
 //! - 2 workers ≥ 1.7 ×: the 20 lots hash 13 : 7 onto the two workers (computed from the routing
 //!   hash), so one worker does ~65 % of dedup and window work and the other parks; cross-worker
 //!   exchange adds ~0.1–0.15 µs CPU per reading. Balanced keys on two free cores would give about
-//!   2 × 0.67 / 0.8 ≈ 1.7 ×; on this shared machine 1.45–1.55 × was measured.
+//!   2 × 0.65 / 0.8 ≈ 1.6–1.7 ×; on this shared machine 1.45–1.55 × was measured.
 //!
 //! # Figures, round 1 (Nov 2026, issue #5; kept for history)
 //! 2-core machine shared with other builds, load average 4–6 during the runs; release; `pipeline W
