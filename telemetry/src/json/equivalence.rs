@@ -743,9 +743,14 @@ fn numbers_convert_as_serde_json_does() {
             // Declined: the general path decides (no check needed), but a plain number must not be.
             continue;
         };
+        let mut c32 = Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let n32 = c32.number_f32().filter(|_| c32.i == text.len());
         assert_eq!(
             f32_field(&text).map(f32::to_bits),
-            Some(n.to_f32().to_bits()),
+            n32.map(f32::to_bits),
             "f32 {text}"
         );
         assert_eq!(
@@ -783,10 +788,12 @@ fn numbers_convert_as_serde_json_does() {
             Some(n.to_f64().to_bits()),
             f64_field(&text).map(f64::to_bits)
         );
-        assert_eq!(
-            Some(n.to_f32().to_bits()),
-            f32_field(&text).map(f32::to_bits)
-        );
+        let mut c32 = Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let n32 = c32.number_f32().expect(&text);
+        assert_eq!(Some(n32.to_bits()), f32_field(&text).map(f32::to_bits));
         let v = f32::from_bits(g.next() as u32);
         if !v.is_finite() {
             continue;
@@ -796,20 +803,19 @@ fn numbers_convert_as_serde_json_does() {
             b: text.as_bytes(),
             i: 0,
         };
-        let n = c.number().expect(&text);
-        assert_eq!(n.to_f32().to_bits(), v.to_bits(), "{text}");
+        let n = c.number_f32().expect(&text);
+        assert_eq!(n.to_bits(), v.to_bits(), "{text}");
         assert_eq!(Some(v.to_bits()), f32_field(&text).map(f32::to_bits));
     }
 }
 
 /// An f32 field's value read from `text` as the general path reads it: a `parking_change`
-/// measurement through serde_json, `None` where serde refuses it. (`Measurement` is internally
-/// tagged, so serde_json parses the number as `f64` and serde casts it: not the same as
-/// `serde_json::from_str::<f32>`, which with `float_roundtrip` rounds to `f32` directly and
-/// refuses a value beyond `f32::MAX`.)
+/// measurement through serde, then [`reround_f32_fields`]; `None` where serde refuses it.
 fn f32_field(text: &str) -> Option<f32> {
     let json = format!(r#"{{"type":"parking_change","occupied":true,"field_ut":{text}}}"#);
-    match serde_json::from_str(&json).ok()? {
+    let mut m: crate::Measurement = serde_json::from_str(&json).ok()?;
+    reround_f32_fields(&format!(r#"{{"data":{json}}}"#), &mut m);
+    match m {
         crate::Measurement::ParkingChange(p) => Some(p.field_ut),
         _ => None,
     }
@@ -827,26 +833,46 @@ fn f64_field(text: &str) -> Option<f64> {
     }
 }
 
-/// The two ways serde_json reads an f32 differ on a decimal just above the halfway point between
-/// two f32 values (1 + 2^-24 + 2^-66 here): rounded to f64 first it lands on the halfway point and
-/// then rounds to even (1.0), rounded at once it goes up. The general path, and so the fast path,
-/// is the first; the shortest texts the encoder writes never fall in that gap
-/// (`tests/float_roundtrip.rs`).
+/// serde alone reads an `f32` field of `Measurement` (internally tagged: buffered, parsed as
+/// `f64`, then cast) rounding twice, which is wrong when the `f64` is exactly halfway between two
+/// `f32` values; the general path re-reads such fields straight as `f32`, and the fast path gives
+/// the same. Cases: a shortest `f32` text the encoder writes (`7.038531e-26` for bits
+/// `0x15ae43fd`) and a long decimal a hair above a halfway point (1 + 2^-24 + 2^-66).
 #[test]
-fn an_f32_field_is_rounded_through_f64_as_the_general_path_does() {
-    let text = "1.00000005960464477550";
-    let up = f32::from_bits(1.0f32.to_bits() + 1);
-    assert_eq!(serde_json::from_str::<f32>(text).unwrap(), up);
-    assert_eq!(f32_field(text), Some(1.0));
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
+fn f32_fields_are_rounded_once() {
+    let fast = |text: &str| {
+        let mut c = Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        c.number_f32().filter(|_| c.i == text.len())
     };
-    assert_eq!(c.number().map(Num::to_f32), Some(1.0));
-    // Beyond f32::MAX: serde_json alone refuses it, the field reads infinity (refused later by
-    // validation as `non_finite`), and so does the fast path.
-    assert!(serde_json::from_str::<f32>("1e39").is_err());
+    let serde_alone = |text: &str| {
+        let json = format!(r#"{{"type":"parking_change","occupied":true,"field_ut":{text}}}"#);
+        match serde_json::from_str(&json).unwrap() {
+            crate::Measurement::ParkingChange(p) => p.field_ut,
+            _ => unreachable!(),
+        }
+    };
+    for (text, want, twice) in [
+        ("7.038531e-26", 0x15ae_43fd, 0x15ae_43fe),
+        ("1.00000005960464477550", 0x3f80_0001, 0x3f80_0000),
+    ] {
+        // Rounded once, by hand: the bits above; through f64 they come out one step off.
+        assert_eq!(text.parse::<f32>().unwrap().to_bits(), want, "{text}");
+        assert_eq!(
+            (text.parse::<f64>().unwrap() as f32).to_bits(),
+            twice,
+            "{text}"
+        );
+        assert_eq!(serde_alone(text).to_bits(), twice, "{text}");
+        assert_eq!(f32_field(text).map(f32::to_bits), Some(want), "{text}");
+        assert_eq!(fast(text).map(f32::to_bits), Some(want), "{text}");
+    }
+    // Beyond f32::MAX: infinity either way (refused later by validation as `non_finite`).
     assert_eq!(f32_field("1e39"), Some(f32::INFINITY));
-    let mut c = Cursor { b: b"1e39", i: 0 };
-    assert_eq!(c.number().map(Num::to_f32), Some(f32::INFINITY));
+    assert_eq!(fast("1e39"), Some(f32::INFINITY));
+    // Past f64: refused by serde_json, declined by the fast path.
+    assert_eq!(f32_field("1e309"), None);
+    assert_eq!(fast("1e309"), None);
 }

@@ -20,13 +20,10 @@
 //! `json/equivalence.rs` compare both paths on generated inputs.
 //!
 //! Floats are correctly rounded (nearest, ties to even), so the shortest text serde_json writes
-//! (ryu) reads back to the same bits (`tests/float_roundtrip.rs`). An `f32` field is read as the
-//! general path reads it: `Measurement` is an internally tagged enum, so serde buffers its fields
-//! through `deserialize_any`, where serde_json parses every float as `f64` (its single-precision
-//! parse is only for a direct `deserialize_f32`), and the `f32` visitor then casts (`as f32`). The
-//! fast path does the same ([`Num::to_f32`]): a correctly rounded `f64`, then one cast. Rounding
-//! twice can differ from rounding a long decimal to `f32` at once, but not for the shortest `f32`
-//! texts the encoder writes (checked on every `f32` by `tests/float_roundtrip.rs`'s ignored test).
+//! (ryu) reads back to the same bits (`tests/float_roundtrip.rs`): an `f64` field is the text
+//! rounded to `f64` ([`Cursor::number`]), an `f32` field the text rounded to `f32` at once
+//! ([`Cursor::number_f32`]), as the general path reads them (serde alone would round an `f32`
+//! field twice, through `f64`: see `reround_f32_fields` in `json.rs`).
 //!
 //! Nesting is at most [`DEPTH`] and a bare `NaN`/`Infinity` is never a token here, so an accepted
 //! message passes [`super::scan`] whenever `max_depth >= DEPTH`; [`super::decode`] skips the scan then.
@@ -409,19 +406,19 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
                 }
             }
             OCCUPIED => f.occupied = c.boolean()?,
-            FIELD_UT => f.field_ut = c.number()?.to_f32(),
-            BATTERY_PCT => f.battery_pct = c.number()?.to_f32(),
+            FIELD_UT => f.field_ut = c.number_f32()?,
+            BATTERY_PCT => f.battery_pct = c.number_f32()?,
             TRANSITIONS => f.transitions = c.integer()?.to_u32()?,
             DROPPED => f.dropped = c.integer()?.to_u32()?,
             INTERVAL_S => f.interval_s = c.integer()?.to_u32()?,
-            V_RMS_V => f.v_rms_v = c.number()?.to_f32(),
-            V_MIN_V => f.v_min_v = c.number()?.to_f32(),
-            V_MAX_V => f.v_max_v = c.number()?.to_f32(),
-            I_RMS_A => f.i_rms_a = c.number()?.to_f32(),
-            P_KW => f.p_kw = c.number()?.to_f32(),
-            Q_KVAR => f.q_kvar = c.number()?.to_f32(),
-            PF => f.pf = c.number()?.to_f32(),
-            FREQ_HZ => f.freq_hz = c.number()?.to_f32(),
+            V_RMS_V => f.v_rms_v = c.number_f32()?,
+            V_MIN_V => f.v_min_v = c.number_f32()?,
+            V_MAX_V => f.v_max_v = c.number_f32()?,
+            I_RMS_A => f.i_rms_a = c.number_f32()?,
+            P_KW => f.p_kw = c.number_f32()?,
+            Q_KVAR => f.q_kvar = c.number_f32()?,
+            PF => f.pf = c.number_f32()?,
+            FREQ_HZ => f.freq_hz = c.number_f32()?,
             ENERGY_KWH => f.energy_kwh = c.number()?.to_f64(),
             EVENT => {
                 f.event = Some(match c.word(&EVENTS) {
@@ -435,7 +432,7 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
                 })
             }
             DURATION_MS => f.duration_ms = c.integer()?.to_u32()?,
-            _ => f.extreme_v = c.number()?.to_f32(),
+            _ => f.extreme_v = c.number_f32()?,
         }
         if c.end_of_member(b'}')? {
             break;
@@ -489,15 +486,6 @@ pub(super) enum Num {
 }
 
 impl Num {
-    /// As serde's `f32` visitor converts it (`as`, one rounding from the visited type).
-    pub(super) fn to_f32(self) -> f32 {
-        match self {
-            Num::U64(v) => v as f32,
-            Num::I64(v) => v as f32,
-            Num::F64(v) => v as f32,
-        }
-    }
-
     /// As serde's `f64` visitor converts it.
     pub(super) fn to_f64(self) -> f64 {
         match self {
@@ -806,6 +794,47 @@ impl<'a> Cursor<'a> {
             return Some(Num::F64(if negative { -f } else { f }));
         }
         self.float_from_text(start)
+    }
+
+    /// A JSON number for an `f32` field, as the general path reads it: the text correctly rounded
+    /// to `f32` (`str::parse::<f32>`, see `reround_f32_fields` in `json.rs`); declines what
+    /// [`Self::number`] declines. An integer converts with one rounding (`as`, nearest, ties to
+    /// even: the same). A float is first correctly rounded to `f64` by [`Self::number`]; rounding
+    /// that again to `f32` gives the same as rounding the text at once unless the `f64` lies
+    /// exactly halfway between two `f32` values (rounding is monotonic and every such halfway point
+    /// is an `f64`), where the text's side of it is lost: then, and outside the `f32` normal range
+    /// (where the halfway test below does not apply), the text is parsed again as `f32`.
+    #[inline]
+    pub(super) fn number_f32(&mut self) -> Option<f32> {
+        let start = self.i;
+        Some(match self.number()? {
+            Num::U64(v) => v as f32,
+            Num::I64(v) => v as f32,
+            Num::F64(d) => {
+                let a = d.abs();
+                // In the f32 normal range an f32 step is bit 29 of the f64 significand: halfway
+                // points have exactly bit 28 set below it.
+                if d == 0.0
+                    || (a >= f64::from(f32::MIN_POSITIVE)
+                        && a <= f64::from(f32::MAX)
+                        && d.to_bits() & 0x1FFF_FFFF != 0x1000_0000)
+                {
+                    d as f32
+                } else {
+                    self.f32_from_text(start)?
+                }
+            }
+        })
+    }
+
+    /// The number token from `start` to the cursor, correctly rounded to `f32` (infinity past
+    /// `f32::MAX`, as the general path gives).
+    #[cold]
+    fn f32_from_text(&self, start: usize) -> Option<f32> {
+        core::str::from_utf8(&self.b[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// The float token from `start` to the cursor (already checked as a JSON number), correctly
