@@ -802,8 +802,9 @@ impl<'a> Cursor<'a> {
     /// even: the same). A float is first correctly rounded to `f64` by [`Self::number`]; rounding
     /// that again to `f32` gives the same as rounding the text at once unless the `f64` lies
     /// exactly halfway between two `f32` values (rounding is monotonic and every such halfway point
-    /// is an `f64`), where the text's side of it is lost: then, and outside the `f32` normal range
-    /// (where the halfway test below does not apply), the text is parsed again as `f32`.
+    /// is an `f64`), where the text's side of it is lost: then, and below the `f32` normal range
+    /// (where the halfway test below does not apply), the text is parsed again as `f32`. Zero
+    /// (either sign) is never ambiguous.
     #[inline]
     pub(super) fn number_f32(&mut self) -> Option<f32> {
         let start = self.i;
@@ -811,14 +812,13 @@ impl<'a> Cursor<'a> {
             Num::U64(v) => v as f32,
             Num::I64(v) => v as f32,
             Num::F64(d) => {
-                let a = d.abs();
-                // In the f32 normal range an f32 step is bit 29 of the f64 significand: halfway
-                // points have exactly bit 28 set below it.
-                if d == 0.0
-                    || (a >= f64::from(f32::MIN_POSITIVE)
-                        && a <= f64::from(f32::MAX)
-                        && d.to_bits() & 0x1FFF_FFFF != 0x1000_0000)
-                {
+                let bits = d.to_bits();
+                // Binary exponent of `d` within the f32 normal binades (2^-126 up to below 2^128,
+                // past f32::MAX too: the overflow threshold is a halfway point like the others),
+                // where an f32 step is bit 29 of the f64 significand and a halfway point has
+                // exactly bit 28 set below it.
+                let binade = ((bits >> 52) & 0x7ff).wrapping_sub(1023 - 126);
+                if (binade < 254 && bits & 0x1FFF_FFFF != 0x1000_0000) || bits << 1 == 0 {
                     d as f32
                 } else {
                     self.f32_from_text(start)?
