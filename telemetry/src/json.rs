@@ -15,6 +15,11 @@
 //! right shape, as [`encode`] writes them — in one forward pass straight into the readings and
 //! validates them; it declines everything else to the general path, which classifies the problem.
 //! The result is the same either way ([`decode_reference`] is the general path alone).
+//!
+//! Floats come back bit for bit: serde_json is built with `float_roundtrip` (correctly rounded
+//! parsing of the shortest texts it writes), and `f32` fields are rounded once, straight from
+//! their text (serde alone would round them twice, through `f64`). [`parse_reading`] reads one
+//! stored reading object the same way.
 
 use crate::reading::{Measurement, Reading};
 use crate::reject::RejectReason;
@@ -205,9 +210,22 @@ fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded,
 /// # Errors
 /// The reading's [`Rejection`] (with `index: None`).
 pub fn decode_reading(json: &str, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
-    let mut r: Reading = serde_json::from_str(json).map_err(|e| classify(&e, None))?;
-    reround_f32_fields(json, &mut r.data);
+    let r = parse_reading(json.as_bytes()).map_err(|e| classify(&e, None))?;
     check_reading(&r, now_ms, limits).map_err(|e| Rejection::whole(e.reason, e.field))?;
+    Ok(r)
+}
+
+/// One reading object as serde_json writes a [`Reading`] (`serde_json::to_vec(&reading)`, or an
+/// element of [`encode`]'s `readings`), read back with every float bit for bit: use this, not
+/// `serde_json::from_slice::<Reading>`, which rounds `f32` fields twice (see
+/// [`reround_f32_fields`]) and so returns a neighbouring value for a few `f32` values (e.g. the one
+/// written `7.038531e-26`). Not validated (see [`decode_reading`] for that).
+///
+/// # Errors
+/// serde_json's error, as `serde_json::from_slice::<Reading>` gives it.
+pub fn parse_reading(json: &[u8]) -> Result<Reading, serde_json::Error> {
+    let mut r: Reading = serde_json::from_slice(json)?;
+    reround_f32_fields(json, &mut r.data);
     Ok(r)
 }
 
@@ -225,10 +243,10 @@ pub fn decode_reading(json: &str, limits: &Limits, now_ms: i64) -> Result<Readin
 /// Only an object `data` with plain keys is looked at (other forms keep the values serde gave; the
 /// fast path declines them, so `decode` and `decode_reference` still agree). Called after a
 /// successful deserialization, so every field it finds is a JSON number.
-fn reround_f32_fields(json: &str, m: &mut Measurement) {
+fn reround_f32_fields(json: &[u8], m: &mut Measurement) {
     let Ok(ReadingF32Texts {
         data: Some(MeasurementF32Texts(t)),
-    }) = serde_json::from_str(json)
+    }) = serde_json::from_slice(json)
     else {
         return;
     };

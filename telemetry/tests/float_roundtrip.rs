@@ -9,7 +9,7 @@
 //! 1 ULP off.
 #![cfg(feature = "std")]
 
-use telemetry::json::{decode, decode_reference, encode};
+use telemetry::json::{decode, decode_reference, encode, parse_reading};
 use telemetry::{
     DeviceId, DistrictId, GridEvent, GridSummary, Limits, Measurement, ParkingChange,
     ParkingHeartbeat, PqEventKind, Reading, SiteId, TimeSource,
@@ -210,9 +210,21 @@ fn floats_cross_the_wire_bit_for_bit() {
             })
             .collect();
         let bytes = encode(&batch);
+        // Each reading also as serde_json writes it alone (as stores and spools keep them), read
+        // back by `parse_reading`.
+        let alone = batch
+            .iter()
+            .map(|r| parse_reading(&serde_json::to_vec(r).unwrap()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|readings| telemetry::json::Decoded {
+                readings,
+                rejected: Vec::new(),
+            })
+            .map_err(|e| panic!("parse_reading: {e}"));
         for (path, decoded) in [
             ("decode", decode(&bytes, &limits, NOW)),
             ("decode_reference", decode_reference(&bytes, &limits, NOW)),
+            ("parse_reading", alone),
         ] {
             let decoded = decoded.unwrap_or_else(|e| panic!("{path}: message refused: {e}"));
             assert!(
@@ -241,8 +253,8 @@ fn floats_cross_the_wire_bit_for_bit() {
             }
         }
     }
-    // 400 batches × 25 readings, through both paths.
-    assert_eq!(readings, 2 * 400 * 25);
+    // 400 batches × 25 readings, through the three paths.
+    assert_eq!(readings, 3 * 400 * 25);
     assert!(
         mismatches.is_empty(),
         "{} of {floats} floats changed across the wire ({changed_by_field:?}), e.g. {:?}",
