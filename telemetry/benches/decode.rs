@@ -11,16 +11,17 @@
 //! min and median of the repetitions.
 //!
 //! # Figures (µs CPU per reading; each cell spans the min and median of both runs)
-//! 2026-11-29 21:11 UTC, same VM (`uptime` load average 2.3–3.6 during the runs); release; before
+//! 2026-11-29 21:14 UTC, same VM (`uptime` load average 3.2–3.8 during the runs); release; before
 //! and after run alternately, twice each. "before" = commit e67736d (serde_json without
-//! `float_roundtrip`: about 1 in 5 random f64 values came back 1 ULP off); "after" = correctly
-//! rounded floats: `float_roundtrip`, the general path re-reading `f32` fields straight as `f32`
-//! (a second serde_json pass over each reading), the fast path following it (see `json/fast.rs`).
+//! `float_roundtrip`: about 1 in 5 of the contract test's f64 values came back 1 ULP off); "after"
+//! = correctly rounded floats: `float_roundtrip`, the general path re-reading `f32` fields straight
+//! as `f32` (a second serde_json pass over each reading), the fast path following it (see
+//! `json/fast.rs`).
 //!
 //! | workload | `decode_reference` before | `decode_reference` after | `decode` before | `decode` after |
 //! |---|---|---|---|---|
-//! | parking_change, 195 B/reading | 1.02 | 1.30–1.34 | 0.162–0.163 | 0.165–0.174 |
-//! | grid_summary, 357 B/reading | 2.11–2.14 | 2.81–2.84 | 0.340–0.345 | 0.363–0.380 |
+//! | parking_change, 195 B/reading | 1.02–1.03 | 1.34–1.37 | 0.162–0.165 | 0.162–0.164 |
+//! | grid_summary, 357 B/reading | 2.11–2.16 | 2.87–2.89 | 0.340–0.350 | 0.360–0.365 |
 //!
 //! The fast path's cost is the grid workload's 17-digit `energy_kwh` (beyond 2^53: parsed from its
 //! text by `str::parse::<f64>` instead of one division) and the halfway test on each `f32` field.

@@ -814,7 +814,7 @@ fn numbers_convert_as_serde_json_does() {
 fn f32_field(text: &str) -> Option<f32> {
     let json = format!(r#"{{"type":"parking_change","occupied":true,"field_ut":{text}}}"#);
     let mut m: crate::Measurement = serde_json::from_str(&json).ok()?;
-    reround_f32_fields(format!(r#"{{"data":{json}}}"#).as_bytes(), &mut m);
+    reround_f32_fields(&format!(r#"{{"data":{json}}}"#), &mut m);
     match m {
         crate::Measurement::ParkingChange(p) => Some(p.field_ut),
         _ => None,
