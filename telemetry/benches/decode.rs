@@ -11,6 +11,24 @@
 //! min and median of the repetitions.
 //!
 //! # Figures (µs CPU per reading; each cell spans the min and median of both runs)
+//! 2026-11-29 21:14 UTC, same VM (`uptime` load average 3.2–3.8 during the runs); release; before
+//! and after run alternately, twice each. "before" = commit e67736d (serde_json without
+//! `float_roundtrip`: about 1 in 5 of the contract test's f64 values came back 1 ULP off); "after"
+//! = correctly rounded floats: `float_roundtrip`, the general path re-reading `f32` fields straight
+//! as `f32` (a second serde_json pass over each reading), the fast path following it (see
+//! `json/fast.rs`).
+//!
+//! | workload | `decode_reference` before | `decode_reference` after | `decode` before | `decode` after |
+//! |---|---|---|---|---|
+//! | parking_change, 195 B/reading | 1.02–1.03 | 1.34–1.37 | 0.162–0.165 | 0.162–0.164 |
+//! | grid_summary, 357 B/reading | 2.11–2.16 | 2.87–2.89 | 0.340–0.350 | 0.360–0.365 |
+//!
+//! The fast path's cost is the grid workload's 17-digit `energy_kwh` (beyond 2^53: parsed from its
+//! text by `str::parse::<f64>` instead of one division) and the halfway test on each `f32` field.
+//! Tried and not kept: dividing the 64-bit significand once and checking the quotient exactly
+//! with `u128` arithmetic (correcting by a step when it missed): no faster than `str::parse`.
+//!
+//! ## Earlier figures: the one-pass fast path
 //! 2026-11-29 20:50 UTC, 2-vCPU AMD EPYC VM shared with another helper's builds and benchmarks
 //! (`uptime` load average 3.4–5.0 during the runs); release; before and after run alternately,
 //! twice each. "before" = commit 048464c (the serde_json fast path into `FastReading` mirrors,
@@ -26,10 +44,11 @@
 //! 5 % less, so the figures are the parser's own work, not memory bandwidth.
 //!
 //! ## Tried and not kept
-//! - sonic-rs 0.5.10 (SIMD JSON) under the old serde mirrors: parking 0.61 vs 0.66 — and not usable:
-//!   its f64 parsing is correctly rounded, serde_json's default is not (one multiply or divide by a
-//!   power of ten), so about 1 in 10 random 17-digit decimals (e.g. `958787.2702291189`) decode to
-//!   a different f64, and the general path's values would no longer be matched bit for bit.
+//! - sonic-rs 0.5.10 (SIMD JSON) under the old serde mirrors: parking 0.61 vs 0.66 — and not usable
+//!   then: its f64 parsing is correctly rounded, serde_json's default was not (one multiply or
+//!   divide by a power of ten), so about 1 in 10 random 17-digit decimals (e.g.
+//!   `958787.2702291189`) decoded to a different f64. (With `float_roundtrip` now on, both are
+//!   correctly rounded; its `f32` fields would still need the general path's single rounding.)
 //! - 16-byte SWAR scanning of identifiers, 8-digit SWAR integer parsing, one UTF-8 check of the
 //!   whole message instead of one per identifier, building readings from borrowed parts after
 //!   validation, inlining float parsing: each no faster or slower here (the byte loops are short).

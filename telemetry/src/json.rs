@@ -15,8 +15,13 @@
 //! right shape, as [`encode`] writes them — in one forward pass straight into the readings and
 //! validates them; it declines everything else to the general path, which classifies the problem.
 //! The result is the same either way ([`decode_reference`] is the general path alone).
+//!
+//! Floats come back bit for bit: serde_json is built with `float_roundtrip` (correctly rounded
+//! parsing of the shortest texts it writes), and `f32` fields are rounded once, straight from
+//! their text (serde alone would round them twice, through `f64`). [`parse_reading`] reads one
+//! stored reading object the same way.
 
-use crate::reading::Reading;
+use crate::reading::{Measurement, Reading};
 use crate::reject::RejectReason;
 use crate::validate::{Limits, check_reading};
 use serde::{Deserialize, Serialize};
@@ -205,9 +210,147 @@ fn decode_general(bytes: &[u8], limits: &Limits, now_ms: i64) -> Result<Decoded,
 /// # Errors
 /// The reading's [`Rejection`] (with `index: None`).
 pub fn decode_reading(json: &str, limits: &Limits, now_ms: i64) -> Result<Reading, Rejection> {
-    let r: Reading = serde_json::from_str(json).map_err(|e| classify(&e, None))?;
+    let r = parse_reading_str(json).map_err(|e| classify(&e, None))?;
     check_reading(&r, now_ms, limits).map_err(|e| Rejection::whole(e.reason, e.field))?;
     Ok(r)
+}
+
+/// One reading object as serde_json writes a [`Reading`] (`serde_json::to_vec(&reading)`, or an
+/// element of [`encode`]'s `readings`), read back with every float bit for bit: use this, not
+/// `serde_json::from_slice::<Reading>`, which rounds `f32` fields twice (see
+/// [`reround_f32_fields`]) and so returns a neighbouring value for a few `f32` values (e.g. the one
+/// written `7.038531e-26`). Not validated (see [`decode_reading`] for that).
+///
+/// # Errors
+/// serde_json's error, as `serde_json::from_slice::<Reading>` gives it.
+pub fn parse_reading(json: &[u8]) -> Result<Reading, serde_json::Error> {
+    match core::str::from_utf8(json) {
+        Ok(s) => parse_reading_str(s),
+        // Invalid UTF-8 can only be inside a string: serde_json refuses it, with its own error.
+        Err(_) => serde_json::from_slice(json),
+    }
+}
+
+/// [`parse_reading`] on text (serde_json reads a `&str` faster than bytes: no UTF-8 checks).
+fn parse_reading_str(json: &str) -> Result<Reading, serde_json::Error> {
+    let mut r: Reading = serde_json::from_str(json)?;
+    reround_f32_fields(json, &mut r.data);
+    Ok(r)
+}
+
+/// Sets each `f32` field of `m` (just deserialized from the reading object `json`) to its number
+/// text correctly rounded to `f32` (`str::parse::<f32>`).
+///
+/// Why: `Measurement` is an internally tagged enum, so serde buffers its fields and serde_json
+/// parses every float there as `f64`, which serde then casts to `f32`. Rounding twice is wrong when
+/// the `f64` lands exactly halfway between two `f32` values: e.g. `7.038531e-26`, the shortest text
+/// of the `f32` with bits `0x15ae43fd`, would read back as `0x15ae43fe`. Reading the text straight
+/// to `f32` gives every `f32` the encoder writes back bit for bit (`tests/float_roundtrip.rs`), and
+/// is what any other JSON reader's `float32` parse gives. Integers, `-0`, and values beyond
+/// `f32::MAX` (infinity either way) read the same as before.
+///
+/// Only an object `data` with plain keys is looked at (other forms keep the values serde gave; the
+/// fast path declines them, so `decode` and `decode_reference` still agree). Called after a
+/// successful deserialization, so every field it finds is a JSON number.
+fn reround_f32_fields(json: &str, m: &mut Measurement) {
+    let Ok(ReadingF32Texts {
+        data: Some(MeasurementF32Texts(t)),
+    }) = serde_json::from_str(json)
+    else {
+        return;
+    };
+    let set = |slot: &mut f32, raw: Option<&RawValue>| {
+        if let Some(v) = raw.and_then(|r| r.get().parse::<f32>().ok()) {
+            *slot = v;
+        }
+    };
+    match m {
+        Measurement::ParkingChange(p) => set(&mut p.field_ut, t[F32_FIELD_UT]),
+        Measurement::ParkingHeartbeat(p) => {
+            set(&mut p.battery_pct, t[F32_BATTERY_PCT]);
+            set(&mut p.field_ut, t[F32_FIELD_UT]);
+        }
+        Measurement::GridSummary(s) => {
+            for (slot, i) in [
+                (&mut s.v_rms_v, F32_V_RMS_V),
+                (&mut s.v_min_v, F32_V_MIN_V),
+                (&mut s.v_max_v, F32_V_MAX_V),
+                (&mut s.i_rms_a, F32_I_RMS_A),
+                (&mut s.p_kw, F32_P_KW),
+                (&mut s.q_kvar, F32_Q_KVAR),
+                (&mut s.pf, F32_PF),
+                (&mut s.freq_hz, F32_FREQ_HZ),
+            ] {
+                set(slot, t[i]);
+            }
+        }
+        Measurement::GridEvent(e) => set(&mut e.extreme_v, t[F32_EXTREME_V]),
+    }
+}
+
+/// The `f32` field names of every measurement type, indexed by the `F32_*` constants.
+const F32_FIELDS: [&str; 11] = [
+    "field_ut",
+    "battery_pct",
+    "v_rms_v",
+    "v_min_v",
+    "v_max_v",
+    "i_rms_a",
+    "p_kw",
+    "q_kvar",
+    "pf",
+    "freq_hz",
+    "extreme_v",
+];
+const F32_FIELD_UT: usize = 0;
+const F32_BATTERY_PCT: usize = 1;
+const F32_V_RMS_V: usize = 2;
+const F32_V_MIN_V: usize = 3;
+const F32_V_MAX_V: usize = 4;
+const F32_I_RMS_A: usize = 5;
+const F32_P_KW: usize = 6;
+const F32_Q_KVAR: usize = 7;
+const F32_PF: usize = 8;
+const F32_FREQ_HZ: usize = 9;
+const F32_EXTREME_V: usize = 10;
+
+/// A reading object's `data`, other members ignored (see [`reround_f32_fields`]).
+#[derive(Deserialize)]
+struct ReadingF32Texts<'a> {
+    #[serde(borrow, default)]
+    data: Option<MeasurementF32Texts<'a>>,
+}
+
+/// The raw number texts of a measurement object's `f32` fields (by [`F32_FIELDS`] index); other
+/// members skipped. Accepts only an object with unescaped keys.
+struct MeasurementF32Texts<'a>([Option<&'a RawValue>; F32_FIELDS.len()]);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MeasurementF32Texts<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(core::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = MeasurementF32Texts<'a>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a measurement object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut t = [None; F32_FIELDS.len()];
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    match F32_FIELDS.iter().position(|f| *f == key) {
+                        Some(i) => t[i] = Some(map.next_value::<&'de RawValue>()?),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(MeasurementF32Texts(t))
+            }
+        }
+        d.deserialize_map(Visit(core::marker::PhantomData))
+    }
 }
 
 /// One pass over the bytes: nesting depth, first significant byte, and bare non-finite tokens.

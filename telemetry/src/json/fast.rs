@@ -15,10 +15,15 @@
 //! Anything else (a syntax error, an unknown or repeated key, a wrong type, a bad identifier, an
 //! escape, a number that does not fit) is declined and the general path classifies it. What it
 //! accepts, the general path accepts with the same values: numbers are converted exactly as
-//! serde_json (built without `float_roundtrip` / `arbitrary_precision`, as in this workspace) and
-//! serde's primitive visitors do — see [`Cursor::number`] — and the tests in `json/equivalence.rs`
-//! compare both paths on generated inputs (enabling `float_roundtrip` would make them fail: serde_json
-//! then rounds long decimals differently, and [`Cursor::number`] would have to follow).
+//! serde_json (built with `float_roundtrip`, without `arbitrary_precision`, as in this workspace)
+//! and serde's primitive visitors do — see [`Cursor::number`] — and the tests in
+//! `json/equivalence.rs` compare both paths on generated inputs.
+//!
+//! Floats are correctly rounded (nearest, ties to even), so the shortest text serde_json writes
+//! (ryu) reads back to the same bits (`tests/float_roundtrip.rs`): an `f64` field is the text
+//! rounded to `f64` ([`Cursor::number`]), an `f32` field the text rounded to `f32` at once
+//! ([`Cursor::number_f32`]), as the general path reads them (serde alone would round an `f32`
+//! field twice, through `f64`: see `reround_f32_fields` in `json.rs`).
 //!
 //! Nesting is at most [`DEPTH`] and a bare `NaN`/`Infinity` is never a token here, so an accepted
 //! message passes [`super::scan`] whenever `max_depth >= DEPTH`; [`super::decode`] skips the scan then.
@@ -401,19 +406,19 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
                 }
             }
             OCCUPIED => f.occupied = c.boolean()?,
-            FIELD_UT => f.field_ut = c.number()?.to_f32(),
-            BATTERY_PCT => f.battery_pct = c.number()?.to_f32(),
+            FIELD_UT => f.field_ut = c.number_f32()?,
+            BATTERY_PCT => f.battery_pct = c.number_f32()?,
             TRANSITIONS => f.transitions = c.integer()?.to_u32()?,
             DROPPED => f.dropped = c.integer()?.to_u32()?,
             INTERVAL_S => f.interval_s = c.integer()?.to_u32()?,
-            V_RMS_V => f.v_rms_v = c.number()?.to_f32(),
-            V_MIN_V => f.v_min_v = c.number()?.to_f32(),
-            V_MAX_V => f.v_max_v = c.number()?.to_f32(),
-            I_RMS_A => f.i_rms_a = c.number()?.to_f32(),
-            P_KW => f.p_kw = c.number()?.to_f32(),
-            Q_KVAR => f.q_kvar = c.number()?.to_f32(),
-            PF => f.pf = c.number()?.to_f32(),
-            FREQ_HZ => f.freq_hz = c.number()?.to_f32(),
+            V_RMS_V => f.v_rms_v = c.number_f32()?,
+            V_MIN_V => f.v_min_v = c.number_f32()?,
+            V_MAX_V => f.v_max_v = c.number_f32()?,
+            I_RMS_A => f.i_rms_a = c.number_f32()?,
+            P_KW => f.p_kw = c.number_f32()?,
+            Q_KVAR => f.q_kvar = c.number_f32()?,
+            PF => f.pf = c.number_f32()?,
+            FREQ_HZ => f.freq_hz = c.number_f32()?,
             ENERGY_KWH => f.energy_kwh = c.number()?.to_f64(),
             EVENT => {
                 f.event = Some(match c.word(&EVENTS) {
@@ -427,7 +432,7 @@ fn measurement(c: &mut Cursor<'_>) -> Option<Measurement> {
                 })
             }
             DURATION_MS => f.duration_ms = c.integer()?.to_u32()?,
-            _ => f.extreme_v = c.number()?.to_f32(),
+            _ => f.extreme_v = c.number_f32()?,
         }
         if c.end_of_member(b'}')? {
             break;
@@ -481,15 +486,6 @@ pub(super) enum Num {
 }
 
 impl Num {
-    /// As serde's `f32` visitor converts it (`as`, one rounding from the visited type).
-    pub(super) fn to_f32(self) -> f32 {
-        match self {
-            Num::U64(v) => v as f32,
-            Num::I64(v) => v as f32,
-            Num::F64(v) => v as f32,
-        }
-    }
-
     /// As serde's `f64` visitor converts it.
     pub(super) fn to_f64(self) -> f64 {
         match self {
@@ -517,7 +513,7 @@ impl Num {
     }
 }
 
-/// `10^n` for the `n` whose power is exact in `f64`: the same constants as serde_json's table.
+/// `10^n` for the `n` whose power is exact in `f64` (Clinger's fast path).
 const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -697,11 +693,15 @@ impl<'a> Cursor<'a> {
     }
 
     /// A JSON number, as serde_json's parser reads it (`parse_integer`, `parse_number`,
-    /// `parse_decimal`, `parse_exponent`, `f64_from_parts` without `float_roundtrip`): digits gather
-    /// into a `u64` significand and a decimal exponent; an integer stays an integer; a float is the
-    /// significand as `f64` multiplied or divided once by an exact power of ten — the same operations,
-    /// so the same bits. Forms outside that window (a significand over `u64`, a power beyond 10^22)
-    /// are handed to serde_json itself. Declines a malformed number.
+    /// `parse_decimal`, `parse_exponent`, with `float_roundtrip`): an integer of at most 19 digits
+    /// stays an integer (`-0` is the float `-0.0`); a float is the decimal value correctly rounded
+    /// to `f64` (nearest, ties to even), which is unique, so any correct method gives serde_json's
+    /// bits. When the significand fits 53 bits and the power of ten is exact (at most 10^22), one
+    /// multiply or divide rounds once and is exact (Clinger's fast path, which serde_json's
+    /// `lexical` takes too); any other float is parsed from its text by `str::parse::<f64>` (also
+    /// correctly rounded: Eisel–Lemire, then a big-number fallback). Integers of more than 19
+    /// digits are handed to serde_json itself. Declines a malformed number, and an overflow to
+    /// infinity (serde_json's `number out of range` error).
     pub(super) fn number(&mut self) -> Option<Num> {
         let start = self.i;
         let negative = self.peek()? == b'-';
@@ -732,10 +732,12 @@ impl<'a> Cursor<'a> {
                 return None;
             }
             count += after_point;
-            exponent = -(after_point as i32);
+            exponent = i32::try_from(after_point).ok()?.wrapping_neg();
         }
-        // Up to 19 digits cannot overflow the u64 significand (here or in serde_json).
-        if count > 19 {
+        // Up to 19 digits cannot overflow the u64 significand; past that it has wrapped (unused).
+        let long = count > 19;
+        if !float && long {
+            // An integer of 20 digits or more: `u64` or a float, as serde_json decides.
             return self.number_by_serde_json(start);
         }
         if let Some(b'e' | b'E') = self.peek() {
@@ -759,12 +761,11 @@ impl<'a> Cursor<'a> {
             self.i += 1;
             while let Some(d @ b'0'..=b'9') = self.peek() {
                 self.i += 1;
-                exp = exp * 10 + i32::from(d - b'0');
-                if exp > 1_000 {
-                    return self.number_by_serde_json(start);
-                }
+                // Saturates far past any finite or non-zero f64 (only the fast-path test below
+                // reads it; the text is parsed otherwise).
+                exp = (exp * 10 + i32::from(d - b'0')).min(1_000_000);
             }
-            exponent += if exp_negative { -exp } else { exp };
+            exponent = exponent.saturating_add(if exp_negative { -exp } else { exp });
         }
         if !float {
             return Some(if !negative {
@@ -779,21 +780,70 @@ impl<'a> Cursor<'a> {
                 }
             });
         }
-        let Some(&pow) = POW10.get(exponent.unsigned_abs() as usize) else {
-            return self.number_by_serde_json(start);
-        };
-        // The same rounding either way; through `i64` it is one instruction on x86-64.
-        let mut f = match i64::try_from(significand) {
-            Ok(v) => v as f64,
-            Err(_) => significand as f64,
-        };
-        if exponent >= 0 {
-            // Finite: at most u64::MAX × 10^22.
-            f *= pow;
-        } else {
-            f /= pow;
+        if !long
+            && significand <= 1 << 53
+            && let Some(&pow) = POW10.get(exponent.unsigned_abs() as usize)
+        {
+            // Both operands exact: one rounding, the correctly rounded value.
+            let mut f = significand as i64 as f64;
+            if exponent >= 0 {
+                f *= pow;
+            } else {
+                f /= pow;
+            }
+            return Some(Num::F64(if negative { -f } else { f }));
         }
-        Some(Num::F64(if negative { -f } else { f }))
+        self.float_from_text(start)
+    }
+
+    /// A JSON number for an `f32` field, as the general path reads it: the text correctly rounded
+    /// to `f32` (`str::parse::<f32>`, see `reround_f32_fields` in `json.rs`); declines what
+    /// [`Self::number`] declines. An integer converts with one rounding (`as`, nearest, ties to
+    /// even: the same). A float is first correctly rounded to `f64` by [`Self::number`]; rounding
+    /// that again to `f32` gives the same as rounding the text at once unless the `f64` lies
+    /// exactly halfway between two `f32` values (rounding is monotonic and every such halfway point
+    /// is an `f64`), where the text's side of it is lost: then, and below the `f32` normal range
+    /// (where the halfway test below does not apply), the text is parsed again as `f32`. Zero
+    /// (either sign) is never ambiguous.
+    #[inline]
+    pub(super) fn number_f32(&mut self) -> Option<f32> {
+        let start = self.i;
+        Some(match self.number()? {
+            Num::U64(v) => v as f32,
+            Num::I64(v) => v as f32,
+            Num::F64(d) => {
+                let bits = d.to_bits();
+                // Binary exponent of `d` within the f32 normal binades (2^-126 up to below 2^128,
+                // past f32::MAX too: the overflow threshold is a halfway point like the others),
+                // where an f32 step is bit 29 of the f64 significand and a halfway point has
+                // exactly bit 28 set below it.
+                let binade = ((bits >> 52) & 0x7ff).wrapping_sub(1023 - 126);
+                if (binade < 254 && bits & 0x1FFF_FFFF != 0x1000_0000) || bits << 1 == 0 {
+                    d as f32
+                } else {
+                    self.f32_from_text(start)?
+                }
+            }
+        })
+    }
+
+    /// The number token from `start` to the cursor, correctly rounded to `f32` (infinity past
+    /// `f32::MAX`, as the general path gives).
+    #[cold]
+    fn f32_from_text(&self, start: usize) -> Option<f32> {
+        core::str::from_utf8(&self.b[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// The float token from `start` to the cursor (already checked as a JSON number), correctly
+    /// rounded by `str::parse::<f64>`; `None` when it overflows to infinity.
+    #[inline(never)]
+    fn float_from_text(&self, start: usize) -> Option<Num> {
+        let text = core::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let f: f64 = text.parse().ok()?;
+        f.is_finite().then_some(Num::F64(f))
     }
 
     /// Decimal digits, gathered into `acc` (which may wrap: the caller checks the count); returns
@@ -812,7 +862,7 @@ impl<'a> Cursor<'a> {
         self.i - start
     }
 
-    /// The number token starting at `start`, parsed by serde_json (rare long forms).
+    /// The number token starting at `start`, parsed by serde_json (integers of 20 digits or more).
     #[cold]
     fn number_by_serde_json(&mut self, start: usize) -> Option<Num> {
         let len = self.b[start..]
