@@ -355,7 +355,7 @@ impl Spool {
                 if !out.is_empty() && sum + bytes as u64 > max_bytes {
                     break;
                 }
-                match serde_json::from_slice::<Reading>(payload) {
+                match telemetry::json::parse_reading(payload) {
                     Ok(reading) => {
                         sum += bytes as u64;
                         out.push(Spooled {

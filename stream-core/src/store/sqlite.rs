@@ -846,7 +846,8 @@ impl SeriesStore for SqliteStore {
         bodies
             .iter()
             .map(|b| {
-                serde_json::from_str(b).map_err(|e| StoreError::Other(format!("reading JSON: {e}")))
+                telemetry::json::parse_reading(b.as_bytes())
+                    .map_err(|e| StoreError::Other(format!("reading JSON: {e}")))
             })
             .collect()
     }
@@ -1012,7 +1013,7 @@ impl SeriesStore for SqliteStore {
             .map_err(map_err)?;
         rows.into_iter()
             .map(|(b, ingest_ms)| {
-                let reading = serde_json::from_str(&b)
+                let reading = telemetry::json::parse_reading(b.as_bytes())
                     .map_err(|e| StoreError::Other(format!("reading JSON: {e}")))?;
                 Ok(StoredReading { reading, ingest_ms })
             })

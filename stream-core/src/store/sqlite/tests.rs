@@ -138,6 +138,68 @@ fn same_key_with_another_event_time_is_a_second_raw_row() {
     );
 }
 
+/// Stored readings come back bit for bit through both read paths, including an `f32` that plain
+/// serde_json rounds twice when reading a `Reading` (`7.038531e-26`, bits `0x15ae43fd`, comes back as
+/// `0x15ae43fe` through `serde_json::from_str::<Reading>`) and an `f64` whose shortest text the
+/// non-round-trip float parser misreads.
+#[test]
+fn stored_floats_read_back_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("core.sqlite")).unwrap();
+    let tricky_f32 = f32::from_bits(0x15ae_43fd);
+    let r = reading(
+        "d1",
+        1,
+        1,
+        T0,
+        Measurement::ParkingChange(ParkingChange {
+            occupied: true,
+            field_ut: tricky_f32,
+        }),
+    );
+    let mut g = reading("g1", 1, 1, T0 + 1, hb(50.0));
+    g.data = Measurement::GridSummary(telemetry::GridSummary {
+        interval_s: 60,
+        v_rms_v: 230.1,
+        v_min_v: 229.0,
+        v_max_v: 231.0,
+        i_rms_a: 1.5,
+        p_kw: 0.3,
+        q_kvar: 0.1,
+        pf: 0.95,
+        freq_hz: 50.0,
+        energy_kwh: f64::from_bits(0x426b_fb1a_aa63_8dda),
+    });
+    // The reference: the written values themselves (the bug this guards against is in reading).
+    let sent = vec![r, g];
+    s.write_readings(&sent, T0 + 10).unwrap();
+    let q = ReadingQuery {
+        device: None,
+        site: None,
+        from_ms: T0,
+        to_ms: T0 + 2,
+        limit: 10,
+    };
+    let bits = |v: &[Reading]| -> Vec<u64> {
+        v.iter()
+            .map(|r| match &r.data {
+                Measurement::ParkingChange(c) => u64::from(c.field_ut.to_bits()),
+                Measurement::GridSummary(g) => g.energy_kwh.to_bits(),
+                _ => 0,
+            })
+            .collect()
+    };
+    assert_eq!(bits(&s.query_readings(&q).unwrap()), bits(&sent));
+    let replayed: Vec<Reading> = s
+        .replay_readings(T0, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.reading)
+        .collect();
+    assert_eq!(bits(&replayed), bits(&sent));
+    assert_eq!(bits(&sent), vec![0x15ae_43fd, 0x426b_fb1a_aa63_8dda]);
+}
+
 #[test]
 fn aggregates_upsert_and_highest_version_wins() {
     let dir = tempfile::tempdir().unwrap();
