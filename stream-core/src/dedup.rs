@@ -214,7 +214,7 @@ impl DedupCore {
     /// input. The batch is processed in key order `(device, boot, seq, ingest, ts)`, so the result does
     /// not depend on arrival order (outputs come in input order).
     pub fn ingest(&mut self, t: u64, batch: Vec<CoreReading>) -> (Vec<CoreReading>, Vec<Seen>) {
-        let mut acc = Vec::new();
+        let mut acc = Vec::with_capacity(batch.len());
         let mut seen = Vec::new();
         self.ingest_with(t, batch, |r| acc.push(r), &mut seen);
         (acc, seen)

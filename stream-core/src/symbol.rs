@@ -249,9 +249,8 @@ impl SlotMap {
     pub fn set(&mut self, s: Sym, slot: u32) {
         let i = s.id as usize;
         if i >= self.slots.len() {
-            // Grow by a quarter (not double): the map is sized by the process-wide symbol count.
-            let n = (i + 1).max(self.slots.len() + self.slots.len() / 4).max(64);
-            self.slots.reserve_exact(n - self.slots.len());
+            // Doubling: fewer freed old buffers left behind than slower growth (measured).
+            let n = (i + 1).max(self.slots.len() * 2).max(64);
             self.slots.resize(n, 0);
         }
         self.slots[i] = slot + 1;

@@ -35,7 +35,7 @@
 //! | JSON decode + validation alone, CPU µs/reading | 0.68–0.72 | 0.16 | (telemetry) | - |
 //! | 2 workers, readings/s (wall) | 735k–924k on quiet runs; 401k–415k when another job took a core | 2.11M–2.23M on quiet runs; 1.13M–1.39M when another job took a core | ≥ 1.7 × one | no: 1.45–1.55 × on the quiet runs |
 //! | 2 workers, CPU µs/reading (both threads) | 1.93–2.48 | 0.79–0.94 | - | - |
-//! | state B/device at 10k / 50k / 200k devices | 153 / 128 / 128 | 147 / 127 / 122 | ≤ 150 | yes, all three |
+//! | state B/device at 10k / 50k / 200k devices | 153 / 128 / 128 | 139 / 127 / 124 | ≤ 150 | yes, all three |
 //!
 //! `digest 1`, `digest 2` and `digest 4` print `1878 outputs, digest 59d7976c7fbd97c7` before and
 //! after (and after every step below).
@@ -66,8 +66,11 @@
 //!   from empty for every container); timed operators give their output vector to timely as one
 //!   container; dedup hands accepted readings straight to its output.
 //! - **State.** The engine keeps a 4-byte symbol index per device instead of an interned
-//!   `site\0device` string; the per-core symbol maps grow by a quarter. The process-wide symbol
-//!   table (id text + ~14 bytes per id) is inside the measured delta.
+//!   `site\0device` string; dedup's `ingest` sizes its result up front. The process-wide symbol
+//!   table (id text + ~14 bytes per id) is inside the measured delta. The 10k figure is sensitive
+//!   to allocator placement (tens of KB): growing the per-core symbol maps by a quarter instead of
+//!   doubling measured 145–153 B/device depending on the environment (freed old buffers left
+//!   resident); doubling gives 139 from any directory.
 //! - Tried and not kept (no measurable change): a word-at-a-time id hash; a stable sort of the
 //!   per-batch keys (to exploit presorted input); routing dedup by device with a second exchange by
 //!   site before the windows (to even out the 2-worker load).
