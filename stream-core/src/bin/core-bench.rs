@@ -71,9 +71,11 @@
 //!   to allocator placement (tens of KB): growing the per-core symbol maps by a quarter instead of
 //!   doubling measured 145–153 B/device depending on the environment (freed old buffers left
 //!   resident); doubling gives 139 from any directory.
-//! - Tried and not kept (no measurable change): a word-at-a-time id hash; a stable sort of the
-//!   per-batch keys (to exploit presorted input); routing dedup by device with a second exchange by
-//!   site before the windows (to even out the 2-worker load).
+//! - Tried and not kept: a word-at-a-time id hash and a stable sort of the per-batch keys (to
+//!   exploit presorted input): no measurable change. Routing dedup by device with a second exchange
+//!   by site before the windows (evens out dedup across 2 workers): 2 workers 2.26–2.32 M/s vs
+//!   2.04–2.22 M/s interleaved, but 1 worker +3 % CPU (0.652 vs 0.634 µs, 5 runs each); not kept,
+//!   since the imbalance comes from this bench's 20 lots and a city's hundreds of lots balance.
 //!
 //! ## Why goals are still missed
 //! - 1 worker: the median run meets the goal (0.65 µs, 1.54 M/s); a third of the runs miss it
