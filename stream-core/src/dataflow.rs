@@ -31,7 +31,9 @@
 //! has passed. Results therefore do not depend on worker count, exchange order or scheduling.
 
 use crate::dedup::{DedupCore, Seen, SeenOutcome};
-use crate::model::{CoreInput, CoreOutput, CoreReading, SiteInfo, WindowConfig, route_hash};
+use crate::model::{
+    CoreInput, CoreOutput, CoreReading, SiteInfo, SitePlacement, WindowConfig, route_hash,
+};
 use crate::quality::{QualityCore, QualityIn};
 use crate::rollup::RollupCore;
 use crate::store::QualityRow;
@@ -316,9 +318,11 @@ pub fn build<'s>(
             rej.push(QualityIn::Rejected { source, dataset })
         }
     });
+    // Registered sites are placed on workers, balanced by registered devices; others hash.
+    let placement = SitePlacement::new(info, readings.scope().peers());
     let dedup = timed(
         readings,
-        Exchange::new(|x: &CoreReading| x.site.route()),
+        Exchange::new(move |x: &CoreReading| placement.route(x.site)),
         "Dedup",
         DedupOp(DedupCore::new(
             cfg.correction_horizon_ms,

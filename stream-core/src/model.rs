@@ -390,6 +390,75 @@ impl SiteInfo {
     }
 }
 
+/// Where each registered site's records go: a worker index per site, balanced by registered devices.
+///
+/// Records are exchanged by site (a lot's or feeder's window state must sit on one worker). Hashing a
+/// few dozen sites onto a few workers leaves them unbalanced (20 equal lots hash 13 : 7 onto two
+/// workers), so registered sites are placed instead: sorted by registered device count (largest first,
+/// then by id) and each put on the least-loaded worker so far (ties: the lowest index) — Graham's
+/// longest-processing-time rule, within 4/3 of the best possible balance (R. L. Graham, "Bounds on
+/// multiprocessing timing anomalies", SIAM J. Appl. Math. 17(2), 1969). The placement depends only on
+/// the registry and the worker count, so every process of a cluster computes the same one. Sites not
+/// in the registry are routed by [`route_hash`] of their id, as before.
+#[derive(Debug, Clone, Default)]
+pub struct SitePlacement {
+    /// Worker by site symbol index; `u32::MAX` for a site that is not placed.
+    by_sym: Vec<u32>,
+}
+
+impl SitePlacement {
+    /// Places the registered sites of `info` (lots, feeders and every registered device's site) on
+    /// `peers` workers. `peers` = 0 is treated as 1.
+    pub fn new(info: &SiteInfo, peers: usize) -> Self {
+        let mut weight: HashMap<&str, u64> = HashMap::new();
+        for lot in info.lot_capacity.keys() {
+            weight.entry(lot).or_default();
+        }
+        for feeder in info.feeder_nominal_v.keys() {
+            weight.entry(feeder).or_default();
+        }
+        for (site, _, _) in info.devices.values() {
+            *weight.entry(site).or_default() += 1;
+        }
+        let mut sites: Vec<(&str, u64)> = weight.into_iter().collect();
+        sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut load = vec![0u64; peers.max(1)];
+        let mut by_sym: Vec<u32> = Vec::new();
+        for (site, w) in sites {
+            // Least-loaded worker, lowest index on ties.
+            let (worker, _) = load
+                .iter()
+                .enumerate()
+                .min_by_key(|&(i, l)| (*l, i))
+                .unwrap_or((0, &0));
+            // A site with no registered device still costs something (its windows).
+            load[worker] += w.max(1);
+            let i = Sym::intern(site).index() as usize;
+            if i >= by_sym.len() {
+                by_sym.resize(i + 1, u32::MAX);
+            }
+            by_sym[i] = u32::try_from(worker).unwrap_or(0);
+        }
+        SitePlacement { by_sym }
+    }
+
+    /// The exchange key of a record of `site`: its worker index if placed (timely sends key `k` to
+    /// worker `k mod peers`, so an index below `peers` is that worker), else the site's routing hash.
+    #[inline]
+    pub fn route(&self, site: Sym) -> u64 {
+        match self.by_sym.get(site.index() as usize) {
+            Some(&w) if w != u32::MAX => u64::from(w),
+            _ => site.route(),
+        }
+    }
+
+    /// The worker of a placed site, if placed.
+    pub fn worker(&self, site: &str) -> Option<usize> {
+        let w = *self.by_sym.get(Sym::lookup(site)?.index() as usize)?;
+        (w != u32::MAX).then_some(w as usize)
+    }
+}
+
 /// Deterministic 64-bit hash for routing records between workers and processes (never `RandomState`).
 pub fn route_hash(s: &str) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
@@ -564,5 +633,65 @@ mod interner_tests {
         // Part boundaries matter: ("s1", "0d1") is not ("s10", "d1").
         assert_eq!(i.get(&["s1", "0d1"]), None);
         assert_eq!(i.get(&["s10"]), None);
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::{SiteInfo, SitePlacement};
+    use crate::symbol::Sym;
+    use telemetry::DeviceKind;
+
+    fn info(sites: &[(&str, u32)]) -> SiteInfo {
+        let mut i = SiteInfo::default();
+        for (site, devices) in sites {
+            i.lot_capacity.insert(site.to_string(), *devices);
+            for d in 0..*devices {
+                i.devices.insert(
+                    format!("{site}-b{d}"),
+                    (site.to_string(), DeviceKind::Parking, 60),
+                );
+            }
+        }
+        i
+    }
+
+    /// Longest processing time first, worked by hand: weights 5, 4, 3, 3, 1 on two workers go
+    /// P5 → w0 (5 : 0), P4 → w1 (5 : 4), P3a → w1 (5 : 7), P3b → w0 (8 : 7), P1 → w1 (8 : 8).
+    #[test]
+    fn placement_follows_the_lpt_rule() {
+        let i = info(&[("P1", 1), ("P3b", 3), ("P4", 4), ("P5", 5), ("P3a", 3)]);
+        let p = SitePlacement::new(&i, 2);
+        let got: Vec<Option<usize>> = ["P5", "P4", "P3a", "P3b", "P1"]
+            .iter()
+            .map(|s| p.worker(s))
+            .collect();
+        assert_eq!(got, vec![Some(0), Some(1), Some(1), Some(0), Some(1)]);
+        // Routing keys are the worker indexes; an unregistered site keeps its hash.
+        assert_eq!(p.route(Sym::intern("P3a")), 1);
+        let other = Sym::intern("not-registered-site");
+        assert_eq!(p.route(other), other.route());
+        assert_eq!(p.worker("not-registered-site"), None);
+    }
+
+    /// 20 equal lots (the benchmark's shape) split 10 : 10 on two workers and 5 each on four; the
+    /// placement does not depend on the order the registry lists them in.
+    #[test]
+    fn equal_sites_split_evenly_and_deterministically() {
+        let names: Vec<String> = (0..20).map(|k| format!("L{k}")).collect();
+        let sites: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 100)).collect();
+        let mut reversed = sites.clone();
+        reversed.reverse();
+        for peers in [2usize, 4] {
+            let a = SitePlacement::new(&info(&sites), peers);
+            let b = SitePlacement::new(&info(&reversed), peers);
+            let mut per = vec![0; peers];
+            for n in &names {
+                let w = a.worker(n).unwrap();
+                assert_eq!(Some(w), b.worker(n));
+                per[w] += 1;
+            }
+            assert_eq!(per, vec![20 / peers; peers]);
+        }
     }
 }
