@@ -335,6 +335,12 @@ impl SiteInfo {
     /// The registration of device `d`, if registered (no hashing: an index by symbol).
     #[inline]
     pub fn device(&self, d: Sym) -> Option<&DevReg> {
+        self.device_at(d.index())
+    }
+
+    /// The registration of the device with symbol index `i` ([`Sym::index`]), if registered.
+    #[inline]
+    pub fn device_at(&self, i: u32) -> Option<&DevReg> {
         let v = self.by_sym.get_or_init(|| {
             let mut v: Vec<Option<DevReg>> = Vec::new();
             for (id, (site, kind, iv)) in &self.devices {
@@ -352,7 +358,7 @@ impl SiteInfo {
             v.shrink_to_fit();
             v
         });
-        v.get(d.index() as usize)?.as_ref()
+        v.get(i as usize)?.as_ref()
     }
 
     /// [`SiteInfo::consistent`] for an in-flight record.

@@ -485,6 +485,16 @@ impl WindowEngine {
         (self.devs.len(), self.devs.iter().map(Dev::len).sum())
     }
 
+    /// The offline deadline of slot `d` from its current `last_seen` and registered interval.
+    fn current_deadline(&self, d: u32) -> Option<u64> {
+        let iv = self
+            .info
+            .device_at(self.dev_syms[d as usize])?
+            .interval_ms();
+        let seen = self.devs[d as usize].last_seen()?;
+        Some(offline_at(&self.cfg, seen, iv))
+    }
+
     /// The device id of slot `d`.
     fn dev_name(&self, d: u32) -> String {
         Names::get().at(self.dev_syms[d as usize]).to_string()
@@ -569,7 +579,6 @@ impl WindowEngine {
             dev.insert(k, Val::new(&r.data));
             oldest = oldest.min(k.0);
             if old_seen.is_none_or(|s| s < ts_ms) {
-                let old_seen = old_seen.unwrap_or(i64::MIN);
                 if dev.flag(OFFLINE_RAISED) {
                     dev.set(OFFLINE_RAISED, false);
                     let dev_id = r.device.name();
@@ -583,16 +592,14 @@ impl WindowEngine {
                         message: format!("device {dev_id} reports again"),
                     }));
                 }
-                let iv = self.info.device(r.device).map(DevReg::interval_ms);
-                if dev.flag(OFFLINE_PENDING) {
-                    // Set from the previous `last_seen` with the same (registry) interval.
-                    if let Some(iv) = iv {
-                        self.deadlines
-                            .remove(&(offline_at(&self.cfg, old_seen, iv), d));
-                    }
-                    dev.set(OFFLINE_PENDING, false);
-                }
-                if let Some(iv) = iv {
+                // Lazy deadline: a pending entry (set from an earlier `last_seen`) stays where it
+                // is; when it comes due, `fire_deadlines` moves it to the device's current
+                // deadline instead of firing. The deadline only moves later (`last_seen` grows,
+                // the registry interval is fixed), so a device's entry is never late, and most
+                // readings touch no ordered set.
+                if !dev.flag(OFFLINE_PENDING)
+                    && let Some(iv) = self.info.device(r.device).map(DevReg::interval_ms)
+                {
                     dev.set(OFFLINE_PENDING, true);
                     self.deadlines.insert((offline_at(&self.cfg, ts_ms, iv), d));
                 }
@@ -728,13 +735,22 @@ impl WindowEngine {
     /// Fires every deadline due at `at`, in (site, device) id order.
     fn fire_deadlines(&mut self, at: u64, out: &mut Vec<EngineOut>) {
         let mut due: Vec<u32> = Vec::new();
+        let mut moved: Vec<(u64, u32)> = Vec::new();
         while let Some(&(a, d)) = self.deadlines.first() {
             if a != at {
                 break;
             }
             self.deadlines.pop_first();
-            due.push(d);
+            // Entries are lazy (see `ingest`): one set from an older `last_seen` moves to the
+            // device's current deadline (always later) instead of firing.
+            let now = self.current_deadline(d);
+            if now.is_some_and(|n| n > a) {
+                moved.extend(now.map(|n| (n, d)));
+            } else {
+                due.push(d);
+            }
         }
+        self.deadlines.extend(moved);
         {
             // (site id, device id) order, as the earlier `site\0device` keys sorted.
             let names = Names::get();

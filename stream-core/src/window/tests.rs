@@ -171,3 +171,78 @@ fn hist_partition_point_matches_plain_search() {
         }
     }
 }
+
+fn offline_alerts(out: &[EngineOut]) -> Vec<(AlertState, i64, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            EngineOut::Alert(a) if a.alert == "device_offline" => {
+                Some((a.state, a.ts_ms, a.site.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Offline deadlines follow the newest reading (entries are moved lazily): a device reporting
+/// every 10 s never fires; once quiet it fires once, at its last reading + 3 × 60 s interval +
+/// 10 s lateness (computed by hand), and clears when it reports again; a late reading (older than
+/// the newest) does not move the deadline.
+#[test]
+fn offline_deadline_follows_the_newest_reading() {
+    let mut info = SiteInfo::default();
+    info.lot_capacity.insert("L".into(), 4);
+    info.devices
+        .insert("a".into(), ("L".into(), telemetry::DeviceKind::Parking, 60));
+    let cfg = WindowConfig {
+        windows_ms: vec![60_000],
+        allowed_lateness_ms: 10_000,
+        offline_after_intervals: 3,
+        ..Default::default()
+    };
+    let mut e = WindowEngine::new(cfg, Arc::new(info));
+    let mut out = Vec::new();
+    let t = |ms: i64| u64::try_from(ms).unwrap();
+    // 40 readings, 10 s apart: each moves the deadline past the previous one's.
+    for i in 0..40u32 {
+        let ts = T0 + i64::from(i) * 10_000;
+        e.ingest(t(ts), vec![change("a", i, ts, i % 2 == 0)], &mut out);
+        e.close_until(t(ts), false, &mut out);
+    }
+    // A late reading (older than the newest) does not move the deadline.
+    e.ingest(
+        t(T0 + 390_000),
+        vec![change("a", 99, T0 + 5_000, true)],
+        &mut out,
+    );
+    let last = T0 + 390_000;
+    let due = last + 3 * 60_000 + 10_000;
+    e.close_until(t(due - 1), false, &mut out);
+    assert!(
+        offline_alerts(&out).is_empty(),
+        "{:?}",
+        offline_alerts(&out)
+    );
+    e.close_until(t(due + 600_000), false, &mut out);
+    assert_eq!(
+        offline_alerts(&out),
+        vec![(AlertState::Raised, due, "a".to_string())]
+    );
+    out.clear();
+    let back = due + 700_000;
+    e.ingest(t(back), vec![change("a", 40, back, true)], &mut out);
+    assert_eq!(
+        offline_alerts(&out),
+        vec![(AlertState::Cleared, back, "a".to_string())]
+    );
+    // And fires again, once, from the new reading.
+    out.clear();
+    e.close_until(t(back + 3 * 60_000 + 10_000 + 1), false, &mut out);
+    assert_eq!(
+        offline_alerts(&out),
+        vec![(
+            AlertState::Raised,
+            back + 3 * 60_000 + 10_000,
+            "a".to_string()
+        )]
+    );
+}
