@@ -37,12 +37,18 @@ use crate::model::{
 use crate::quality::{QualityCore, QualityIn};
 use crate::rollup::RollupCore;
 use crate::store::QualityRow;
+use crate::symbol::Sym;
 use crate::window::{EngineOut, WindowEngine};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use telemetry::message::WindowAggregate;
+use timely::communication::Push;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::channels::pact::{
+    DistributorPact, Exchange, ParallelizationContract, Pipeline,
+};
+use timely::dataflow::channels::pushers::exchange::Distributor;
+use timely::dataflow::channels::{Message, Stamp};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 use timely::dataflow::operators::{Concat, Operator, Probe};
@@ -306,6 +312,91 @@ impl TimedCore for RollupOp {
     }
 }
 
+/// An exchange distributor that moves whole containers: a container whose records all go to one
+/// worker is handed to that worker as it is (no per-record copy); a mixed one is split into one
+/// vector per worker, each sized exactly and sent at once. Records go to worker `key mod peers`,
+/// as with timely's [`Exchange`], so keys (and [`SitePlacement`]'s worker indices) mean the same.
+/// Unlike timely's distributor, records are not re-buffered into ~8 KB containers: in this
+/// dataflow the exchanged containers are a message's readings (mostly of one site) or a whole
+/// time's output of one operator, so most move without a copy.
+struct WholeDistributor<D, F> {
+    route: F,
+    /// Worker index of each record of the container being split (reused).
+    dest: Vec<u32>,
+    _records: std::marker::PhantomData<fn(D)>,
+}
+
+impl<D, F: FnMut(&D) -> u64> Distributor<Vec<D>> for WholeDistributor<D, F> {
+    fn partition<T: Clone, P: Push<Message<T, Vec<D>>>>(
+        &mut self,
+        container: &mut Vec<D>,
+        stamp: &Stamp<T>,
+        pushers: &mut [P],
+    ) {
+        let peers = pushers.len() as u64;
+        if container.is_empty() || peers == 0 {
+            return;
+        }
+        self.dest.clear();
+        let route = &mut self.route;
+        self.dest
+            .extend(container.iter().map(|x| (route(x) % peers) as u32));
+        let first = self.dest[0];
+        if self.dest.iter().all(|&w| w == first) {
+            Message::push_at(container, stamp.clone(), &mut pushers[first as usize]);
+            // What the pusher hands back is unspecified: leave the caller an empty container.
+            container.clear();
+            return;
+        }
+        let mut counts = vec![0usize; pushers.len()];
+        for &w in &self.dest {
+            counts[w as usize] += 1;
+        }
+        let mut parts: Vec<Vec<D>> = counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (x, &w) in container.drain(..).zip(&self.dest) {
+            parts[w as usize].push(x);
+        }
+        for (part, pusher) in parts.iter_mut().zip(pushers.iter_mut()) {
+            if !part.is_empty() {
+                Message::push_at(part, stamp.clone(), pusher);
+            }
+        }
+    }
+
+    fn flush<T: Clone, P: Push<Message<T, Vec<D>>>>(&mut self, _: &Stamp<T>, _: &mut [P]) {
+        // Nothing is buffered between containers.
+    }
+}
+
+/// A parallelization contract sending each record to worker `route(record) mod peers`, moving
+/// whole containers where it can ([`WholeDistributor`]).
+fn exchange_whole<D: 'static, F: FnMut(&D) -> u64 + 'static>(
+    route: F,
+) -> DistributorPact<impl FnOnce(usize) -> WholeDistributor<D, F>> {
+    DistributorPact(move |_peers| WholeDistributor {
+        route,
+        dest: Vec::new(),
+        _records: std::marker::PhantomData,
+    })
+}
+
+/// The exchange key of a quality input: for a registered source, its registered site's
+/// [`SitePlacement::route`] (the worker that deduplicated its readings, when they carry that site);
+/// otherwise [`QualityIn::route`]. A function of the source alone (both variants agree).
+fn quality_route(placement: &SitePlacement, info: &SiteInfo, q: &QualityIn) -> u64 {
+    match q {
+        QualityIn::Seen(s) => match info.device(s.source) {
+            Some(reg) => placement.route(reg.site),
+            None => q.route(),
+        },
+        // Rare (refused messages): a string look-up and an intern are fine here.
+        QualityIn::Rejected { source, .. } => match info.devices.get(source) {
+            Some((site, _, _)) => placement.route(Sym::intern(site)),
+            None => q.route(),
+        },
+    }
+}
+
 /// Builds the dataflow on `input`; see the module docs.
 pub fn build<'s>(
     input: StreamVec<'s, u64, CoreInput>,
@@ -320,9 +411,10 @@ pub fn build<'s>(
     });
     // Registered sites are placed on workers, balanced by registered devices; others hash.
     let placement = SitePlacement::new(info, readings.scope().peers());
+    let (qplace, qinfo) = (placement.clone(), info.clone());
     let dedup = timed(
         readings,
-        Exchange::new(move |x: &CoreReading| placement.route(x.site)),
+        exchange_whole(move |x: &CoreReading| placement.route(x.site)),
         "Dedup",
         DedupOp(DedupCore::new(
             cfg.correction_horizon_ms,
@@ -376,7 +468,10 @@ pub fn build<'s>(
     });
     let quality = timed(
         seen.concat(rejects),
-        Exchange::new(|q: &QualityIn| q.route()),
+        // A registered source's quality goes to its registered site's worker, where dedup ran
+        // (its `Seen` records stay on the worker); others by the source's hash. Depends only on
+        // the source, so a source's refusals and readings meet on one worker.
+        exchange_whole(move |q: &QualityIn| quality_route(&qplace, &qinfo, q)),
         "Quality",
         QualityOp(QualityCore::new(cfg.clone(), info.clone())),
     );
