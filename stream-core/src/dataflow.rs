@@ -7,6 +7,11 @@
 //!            │ rejects                     outcomes │  └ dropped (duplicate, too_late) ─▶ output
 //!            └──────────────────────────────────────┴▶ Quality (by source) ─▶ output
 //! ```
+//! Exchanges: Dedup by the site's worker ([`SitePlacement`]); Quality by the source's registered
+//! site's worker when the source is registered (so a registered device's outcomes stay on the
+//! worker that deduplicated them), else by the source's hash; RollupDistrict by district. Dedup and
+//! Quality move whole containers where all records go to one worker (`WholeDistributor`) instead
+//! of timely's per-record re-buffering.
 //! Validate, AssignWindow and SiteRows are splits: one operator with several outputs that moves each
 //! record to one of them (timely clones a whole batch for every extra reader of a stream).
 //!

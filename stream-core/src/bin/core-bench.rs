@@ -113,6 +113,63 @@
 //! ceiling is 2 × 0.74 / 0.95 ≈ 1.56 ×. Going further needs cheaper cross-worker hand-off (fewer,
 //! larger containers; the feeder routing records to their worker before they enter timely).
 //!
+//! # Round 4 (29 Nov 2026): the registry's cost and the cross-worker hand-off
+//! "Before" = commit 2ad0ae2 (end of round 3), "after" = this commit; the measurement is
+//! unchanged. `pipeline W 4000000`, before and after interleaved (1 worker with registry, 1 worker
+//! `--no-registry`, 2 workers, per round), 3 rounds; load average 3.3–4.6 (the lead's test suite
+//! and other helpers' builds were running, so wall times — and the 2-worker ones above all,
+//! where a busy core stalls both workers — are low; trust CPU µs per reading):
+//!
+//! | measure | before | after | goal | met? |
+//! |---|---|---|---|---|
+//! | 1 worker with registry, readings/s (CPU µs/reading) | 1.21M–1.33M (0.68–0.72) | 1.25M–1.46M (0.63–0.66) | ≥ 1.5 M (≤ 0.67 µs) | CPU yes in 3 of 3; wall no at this load |
+//! | 1 worker `--no-registry`, readings/s (CPU µs/reading) | 1.21M–1.51M (0.62–0.71) | 1.17M–1.42M (0.65–0.70) | - | unchanged (noise) |
+//! | 2 workers, readings/s (CPU µs/reading, both threads) | 0.87M–1.08M (0.90–1.00) | 0.84M–1.24M (0.79–1.00) | - | - |
+//! | CPU 2 workers / CPU 1 worker, per round (speed-up ceiling on free cores: 2 × 1w / 2w) | 1.43, 1.32, 1.39 (1.40, 1.51, 1.44 ×) | 1.56, 1.27, 1.20 (1.28, 1.58, 1.67 ×) | ≥ 1.7 × | no |
+//!
+//! (Just before, at load 4–7: 1 worker with registry 0.70–0.74 µs after the deadline change alone vs
+//! 0.81–0.92 before; 2 workers 0.73–0.84 µs with the whole-container exchange vs 0.77–0.85
+//! without.) Profile of the worker threads, 2 workers, 2M readings, same sampling rate: 3,174
+//! samples before the exchange changes, 2,575 after (timely's per-record `push_into` 97 → 2,
+//! quality ingest 263 → 161: its input no longer crosses to the other worker's cache).
+//! `digest 1/2/4` print `1878 outputs, digest 59d7976c7fbd97c7` after every step.
+//!
+//! ## What changed in round 4
+//! - **The registry's cost was the offline deadlines**: every reading of a registered device
+//!   removed its deadline from an ordered set (2,000 entries) and inserted the new one
+//!   (`BTreeSet` insert/remove ≈ 4 % of the worker's samples; consistency and completeness checks
+//!   are cheap). Deadlines are now lazy: a device's entry stays where it was set; when it comes due
+//!   it is moved to the device's current deadline (`last_seen` + k × interval + lateness, always
+//!   later) instead of firing. A device reporting every 20 s of event time now touches the set
+//!   once per ~16 minutes instead of per reading. Same alerts, same times (new unit test
+//!   `offline_deadline_follows_the_newest_reading`, digest unchanged).
+//! - **Quality outcomes stay on the dedup worker**: quality inputs were exchanged by the source's
+//!   hash, so half of all `Seen` records crossed workers a second time. A registered source now
+//!   goes to its registered site's placed worker (a function of the source only, so refusals and
+//!   readings of one source still meet; unregistered sources hash as before).
+//! - **Whole-container exchange** (`WholeDistributor` in `dataflow.rs`) for Dedup and Quality:
+//!   timely's distributor copies each record into per-worker ~8 KB containers (~74 readings); now
+//!   a container whose records all go to one worker (a message's readings are mostly of one lot;
+//!   quality's input is a whole time's dedup output) is handed over as it is, and mixed ones are
+//!   split once into exactly sized vectors. Routing is still `key mod peers`.
+//!
+//! ## Tried and not kept / not done
+//! - Fewer timely times (larger ingest groups) would cut progress traffic (~6 % of the 2-worker
+//!   samples: `propagate_all`, `ChangeBatch::compact`, `poll_events`, `step_or_park`), but the
+//!   group is the service's group commit, so it would change what is measured; not done.
+//! - Fusing the stateless splits (AssignWindow, SiteRows, DistrictRows, QualityRows) into the timed
+//!   operators would remove ~4 operators' progress bookkeeping per time; not attempted in this
+//!   round's 45 minutes.
+//!
+//! ## Why goals are still missed
+//! - 1 worker: CPU per reading with the registry (0.63–0.66 µs) now meets ≤ 0.67 µs and is level
+//!   with `--no-registry`; wall-time readings/s at this load (3–5) stays below 1.5 M because other
+//!   jobs take the core (at load ~1, 0.64 µs/reading gave ~1.55 M/s in round 3).
+//! - 2 workers: both threads together still spend ~0.8 µs per reading against one thread's
+//!   0.64: the remaining gap is timely's progress protocol per time and per operator (broadcast
+//!   and merged on both workers), parking/unparking, and the half of the readings that cross to
+//!   the other worker's cache once. Ceiling on two free cores ≈ 2 × 0.64 / 0.8 ≈ 1.6 ×.
+//!
 //! # Figures, round 1 (Nov 2026, issue #5; kept for history)
 //! 2-core machine shared with other builds, load average 4–6 during the runs; release; `pipeline W
 //! 200000`, `state N`; each figure from at least two runs, before and after interleaved under the
