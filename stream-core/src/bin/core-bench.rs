@@ -184,7 +184,7 @@
 //! - 1 worker: 1.41, 1.46, 1.52, 1.52, 1.56, 1.65, 1.74 M readings/s (CPU 0.57–0.71 µs/reading):
 //!   **median 1.52 M/s, goal ≥ 1.5 M met at the median** (5 of 7 runs).
 //! - 2 workers: 2.43, 2.66, 2.68, 2.69, 2.74, 2.76, 2.78 M/s (CPU 0.69–0.78 µs/reading, both threads).
-//!   Speed-up per round 1.55–1.90 ×, **median 1.76 ×; goal ≥ 1.7 × met at the median** (5 of 7).
+//!   Speed-up per round 1.55–1.90 ×, **median 1.76 ×; goal ≥ 1.7 × met at the median** (4 of 7).
 //! - `--no-registry`, 1 worker: 1.49–1.58 M/s (0.63–0.67 µs).
 //! - State: 139 / 127 / 124 B per device at 10k / 50k / 200k devices (goal ≤ 150 met).
 //! - `digest 1/2/4`: `1878 outputs, digest 59d7976c7fbd97c7`.
