@@ -671,6 +671,20 @@ impl WindowEngine {
         s
     }
 
+    /// The rows of site `s`'s window `[start, start + len)` ms, as [`compute`] gives them.
+    fn window_rows(&self, s: u32, len: i64, start: i64) -> Vec<(String, u64, Metrics)> {
+        compute(
+            &self.cfg,
+            &self.info,
+            self.site_ids.resolve(s),
+            &self.sites[s as usize],
+            &self.devs,
+            &self.dev_syms,
+            len,
+            start,
+        )
+    }
+
     fn flush_dirty(&mut self, out: &mut Vec<EngineOut>) {
         for &s in &self.site_order {
             let site_id = self.site_ids.resolve(s);
@@ -680,16 +694,8 @@ impl WindowEngine {
             }
             let dirty = std::mem::take(&mut site.dirty);
             for (len, start) in dirty {
-                let rows = compute(
-                    &self.cfg,
-                    &self.info,
-                    site_id,
-                    site,
-                    &self.devs,
-                    &self.dev_syms,
-                    len,
-                    start,
-                );
+                let rows = self.window_rows(s, len, start);
+                let site = &mut self.sites[s as usize];
                 let prev = site.emitted.entry((len, start)).or_default();
                 let mut changed = Vec::new();
                 for (id, count, metrics) in rows {
@@ -803,16 +809,8 @@ impl WindowEngine {
                 *h = (0, 0);
             }
         }
-        let rows = compute(
-            &self.cfg,
-            &self.info,
-            site_id,
-            site,
-            &self.devs,
-            &self.dev_syms,
-            len,
-            start,
-        );
+        let rows = self.window_rows(s, len, start);
+        let site = &mut self.sites[s as usize];
         let mut emitted = BTreeMap::new();
         let mut site_metrics = Metrics::new();
         for (id, count, metrics) in rows {
