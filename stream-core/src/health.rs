@@ -62,6 +62,11 @@ pub struct Metrics {
     pub replayed_readings: Counter,
     /// Outputs given up at shutdown because storage stayed unavailable past the drain deadline.
     pub outputs_lost: Counter,
+    /// Ids in the process-wide symbol table ([`crate::symbol::stats`]); it only grows, with every
+    /// distinct device, site, district and dataset id seen. Set when `/metrics` is read.
+    pub symbols: Gauge,
+    /// Heap bytes of the process-wide symbol table. Set when `/metrics` is read.
+    pub symbol_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -87,6 +92,8 @@ impl Default for Metrics {
             publish_dropped: Counter::default(),
             replayed_readings: Counter::default(),
             outputs_lost: Counter::default(),
+            symbols: Gauge::default(),
+            symbol_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         m.storage_ok.set(1);
@@ -174,6 +181,16 @@ impl Default for Metrics {
             "Outputs given up at shutdown (storage down past the drain deadline)",
             m.outputs_lost.clone(),
         );
+        r.register(
+            "symbols",
+            "Ids in the process-wide symbol table (only grows)",
+            m.symbols.clone(),
+        );
+        r.register(
+            "symbol_bytes",
+            "Heap bytes of the process-wide symbol table",
+            m.symbol_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -192,6 +209,10 @@ pub fn label(name: &str, value: &str) -> Labels {
 impl Metrics {
     /// The text exposition (OpenMetrics 1.0 text, ends with `# EOF`).
     pub fn encode(&self) -> String {
+        let (ids, bytes) = crate::symbol::stats();
+        self.symbols.set(i64::try_from(ids).unwrap_or(i64::MAX));
+        self.symbol_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         let mut s = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
