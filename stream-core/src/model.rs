@@ -361,7 +361,9 @@ impl SiteInfo {
         v.get(i as usize)?.as_ref()
     }
 
-    /// [`SiteInfo::consistent`] for an in-flight record.
+    /// Consistency of an in-flight reading with the registry and with physics: the device's
+    /// registered site and kind (if registered) equal the reading's; a grid summary's |P| is at most
+    /// 1.1 × V × I (single phase).
     pub fn consistent_rec(&self, r: &CoreReading) -> bool {
         if let Some(reg) = self.device(r.device)
             && (reg.site != r.site || reg.kind != r.kind())
@@ -378,21 +380,6 @@ impl SiteInfo {
     /// The report interval of a device, ms, if registered.
     pub fn interval_ms(&self, device: &str) -> Option<i64> {
         self.devices.get(device).map(|d| i64::from(d.2) * 1000)
-    }
-
-    /// Consistency of a reading with the registry and with physics: the device's registered site (if
-    /// registered) equals the reading's site; a grid summary's |P| is at most 1.1 × V × I (single phase).
-    pub fn consistent(&self, r: &Reading) -> bool {
-        if let Some((site, kind, _)) = self.devices.get(r.device.as_str())
-            && (site != r.site.as_str() || *kind != r.kind())
-        {
-            return false;
-        }
-        if let Measurement::GridSummary(s) = &r.data {
-            let s_kva = f64::from(s.v_rms_v) * f64::from(s.i_rms_a) / 1000.0;
-            return f64::from(s.p_kw).abs() <= 1.1 * s_kva + 0.05;
-        }
-        true
     }
 }
 
